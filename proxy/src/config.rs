@@ -1,0 +1,106 @@
+//! The data path's settings, as plain data: what the binary hands the proxy after merging the
+//! command line, the environment and the YAML config file (parsed by `eastwest-control`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::hosts::HostPatterns;
+
+/// How an endpoint is chosen among the ready endpoints of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// Each new connection goes to the next endpoint in turn.
+    #[default]
+    RoundRobin,
+    /// Power of two choices: two endpoints at random, the one with fewer active connections.
+    P2c,
+}
+
+/// How bytes are moved once the upstream is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardMode {
+    /// splice(2) where the kernel has it (Linux), the buffered copy otherwise.
+    #[default]
+    Auto,
+    /// Always the portable buffered copy (for comparison and for kernels that misbehave).
+    Copy,
+}
+
+/// One listening socket and what it exposes.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// A name for logs and metric labels.
+    pub name: String,
+    pub listen: SocketAddr,
+    /// Which service hosts may be reached through this listener (an Istio Gateway's `hosts`).
+    pub hosts: HostPatterns,
+    /// The service port a plain DNS-name SNI (not `outbound_.…`) is routed to.
+    pub target_port: u16,
+}
+
+/// Timeouts. Defaults follow Envoy/Istio where a gateway has an established value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Time allowed for a complete ClientHello to arrive (Envoy's listener filter timeout: 15s).
+    pub sniff: Duration,
+    /// Time allowed for one upstream TCP connect (Istio's default connectTimeout: 10s).
+    pub connect: Duration,
+    /// A connection with no bytes in either direction for this long is closed (Istio's TCP
+    /// idle timeout default: 1h).
+    pub idle: Duration,
+    /// On SIGTERM, how long in-flight connections may continue before the process exits.
+    pub drain: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            sniff: Duration::from_secs(15),
+            connect: Duration::from_secs(10),
+            idle: Duration::from_secs(3600),
+            drain: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Limits that bound what one client or one bad upstream can cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest ClientHello (all its TLS records, headers included) we wait for. rustls caps
+    /// handshake reassembly at 64 KiB; so do we by default. The peek buffer is per worker, not
+    /// per connection, so the cap costs no memory per connection.
+    pub max_client_hello: usize,
+    /// Connections open at once across all listeners; more are refused at accept.
+    pub max_connections: usize,
+    /// Upstream connect attempts per connection, each to a different endpoint.
+    pub connect_attempts: u32,
+    /// Consecutive connect failures after which an endpoint is ejected.
+    pub eject_after_failures: u32,
+    /// How long an ejected endpoint stays out of rotation (Envoy's base ejection time: 30s).
+    pub ejection_time: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_client_hello: 64 * 1024,
+            max_connections: 100_000,
+            connect_attempts: 3,
+            eject_after_failures: 3,
+            ejection_time: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything the data path needs.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listeners: Vec<ListenerConfig>,
+    pub admin: Option<SocketAddr>,
+    /// Data-path worker threads, each with its own runtime and `SO_REUSEPORT` socket.
+    pub workers: usize,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub balance: Balance,
+    pub forward: ForwardMode,
+}

@@ -1,0 +1,8 @@
+//! eastwest's data path: accept, sniff the ClientHello, name the service, check exposure, look
+//! up the route snapshot, balance, connect, forward with splice(2). Also the admin HTTP server.
+//! This crate knows nothing of Kubernetes; sources of routes live in `eastwest-control`.
+
+pub mod config;
+pub mod hosts;
+pub mod routes;
+pub mod sni;
