@@ -94,8 +94,16 @@ mod tests {
         assert!(h.matches("exact.example.com"));
         assert!(!h.matches("sub.exact.example.com"));
         assert!(h.matches("ns.example.org"));
-        assert!(HostPatterns::parse(&["*"]).unwrap().matches("anything.at.all"));
-        assert!(HostPatterns::parse(&["*.Local."]).unwrap().matches("a.local"));
+        assert!(
+            HostPatterns::parse(&["*"])
+                .unwrap()
+                .matches("anything.at.all")
+        );
+        assert!(
+            HostPatterns::parse(&["*.Local."])
+                .unwrap()
+                .matches("a.local")
+        );
         assert!(HostPatterns::default_local().matches("a.b.local"));
     }
 

@@ -123,7 +123,10 @@ impl RouteTableBuilder {
         subset: &str,
         endpoints: impl IntoIterator<Item = SocketAddr>,
     ) -> &mut Self {
-        let host = host.trim_end_matches('.').to_ascii_lowercase().into_boxed_str();
+        let host = host
+            .trim_end_matches('.')
+            .to_ascii_lowercase()
+            .into_boxed_str();
         let routes = self.services.entry(host).or_default();
         let idx = match routes
             .iter()
@@ -239,15 +242,33 @@ mod tests {
     #[test]
     fn lookup_by_host_port_subset() {
         let mut b = RouteTableBuilder::new();
-        b.add("West.West.svc.cluster.local.", 8080, "", [addr("127.0.0.1:1")]);
-        b.add("west.west.svc.cluster.local", 8080, "v1", [addr("127.0.0.1:2")]);
-        b.add("west.west.svc.cluster.local", 8080, "", [addr("127.0.0.1:1"), addr("127.0.0.1:3")]);
+        b.add(
+            "West.West.svc.cluster.local.",
+            8080,
+            "",
+            [addr("127.0.0.1:1")],
+        );
+        b.add(
+            "west.west.svc.cluster.local",
+            8080,
+            "v1",
+            [addr("127.0.0.1:2")],
+        );
+        b.add(
+            "west.west.svc.cluster.local",
+            8080,
+            "",
+            [addr("127.0.0.1:1"), addr("127.0.0.1:3")],
+        );
         let t = b.build(None);
         let r = t.lookup("west.west.svc.cluster.local", 8080, "").unwrap();
         let eps: Vec<_> = r.endpoints.iter().map(|e| e.addr).collect();
         assert_eq!(eps, vec![addr("127.0.0.1:1"), addr("127.0.0.1:3")]);
         assert_eq!(
-            t.lookup("west.west.svc.cluster.local", 8080, "v1").unwrap().endpoints[0].addr,
+            t.lookup("west.west.svc.cluster.local", 8080, "v1")
+                .unwrap()
+                .endpoints[0]
+                .addr,
             addr("127.0.0.1:2")
         );
         assert!(t.lookup("west.west.svc.cluster.local", 9090, "").is_none());

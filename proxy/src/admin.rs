@@ -1,0 +1,179 @@
+//! The admin HTTP server (Istio's status port, 15021): readiness, Prometheus metrics and a
+//! route dump. It runs on the control runtime, never on a data-path worker, so a scrape cannot
+//! delay forwarding.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::clock;
+use crate::metrics::Metrics;
+use crate::routes::Routes;
+use crate::server::Lifecycle;
+
+/// What the admin endpoints read.
+pub struct AdminState {
+    pub metrics: Arc<Metrics>,
+    pub routes: Vec<Arc<Routes>>,
+    pub lifecycle: Arc<Lifecycle>,
+}
+
+/// Serves admin requests on `listener` until the future is dropped.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("admin accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(&req, &state)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// Binds the admin address; the error names it.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on admin address {addr}: {e}"),
+        )
+    })
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r
+}
+
+fn route(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
+    }
+    match req.uri().path() {
+        "/healthz/ready" => {
+            let (status, body) = readiness(state);
+            text(status, body)
+        }
+        "/healthz/live" => text(StatusCode::OK, "live\n".into()),
+        "/stats/prometheus" | "/metrics" => {
+            refresh_route_gauges(state);
+            let mut r = text(StatusCode::OK, state.metrics.encode());
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            r
+        }
+        "/debug/routes" => text(StatusCode::OK, dump_routes(state)),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /healthz/ready, /stats/prometheus, /debug/routes\n".into(),
+        ),
+    }
+}
+
+/// 200 once every listener is accepting and every route source has published; 503 before that
+/// and while draining.
+fn readiness(state: &AdminState) -> (StatusCode, String) {
+    let lc = &state.lifecycle;
+    if lc.draining.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n".into());
+    }
+    if !lc.serving.load(Ordering::Relaxed) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "listeners not ready\n".into(),
+        );
+    }
+    if state.routes.iter().any(|r| !r.is_loaded()) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no route snapshot loaded yet\n".into(),
+        );
+    }
+    (StatusCode::OK, "ready\n".into())
+}
+
+fn refresh_route_gauges(state: &AdminState) {
+    let (mut version, mut routes, mut endpoints) = (0, 0, 0);
+    for r in &state.routes {
+        if let Some(t) = r.load().as_ref() {
+            version = version.max(t.version());
+            routes += t.route_count();
+            endpoints += t.endpoint_count();
+        }
+    }
+    state.metrics.route_table_version.set(version as i64);
+    state.metrics.route_table_routes.set(routes as i64);
+    state.metrics.route_table_endpoints.set(endpoints as i64);
+    state
+        .metrics
+        .draining
+        .set(state.lifecycle.draining.load(Ordering::Relaxed) as i64);
+}
+
+/// `istioctl pc endpoints`-style lines: cluster, endpoint, status, active connections.
+fn dump_routes(state: &AdminState) -> String {
+    let now = clock::now_ms();
+    let mut lines = Vec::new();
+    for r in &state.routes {
+        let Some(t) = r.load_full() else { continue };
+        for (host, route) in t.iter() {
+            for ep in route.endpoints.iter() {
+                let status = if ep.is_ejected(now) {
+                    "EJECTED"
+                } else {
+                    "HEALTHY"
+                };
+                lines.push(format!(
+                    "{:<60} {:<24} {:<8} {}",
+                    format!("outbound|{}|{}|{}", route.port, route.subset, host),
+                    ep.addr,
+                    status,
+                    ep.active()
+                ));
+            }
+            if route.endpoints.is_empty() {
+                lines.push(format!(
+                    "{:<60} {:<24} {:<8} 0",
+                    format!("outbound|{}|{}|{}", route.port, route.subset, host),
+                    "-",
+                    "NONE"
+                ));
+            }
+        }
+    }
+    lines.sort();
+    let mut out = format!(
+        "{:<60} {:<24} {:<8} ACTIVE\n",
+        "CLUSTER", "ENDPOINT", "STATUS"
+    );
+    for l in lines {
+        let _ = writeln!(out, "{l}");
+    }
+    out
+}

@@ -1,0 +1,275 @@
+//! Forwarding: moves bytes both ways between the client and the upstream until both directions
+//! end, with half-close propagated, an idle timeout, and byte counts kept even when a stream
+//! ends in a reset. On Linux each direction uses splice(2) (socket → pipe → socket, no copy
+//! through user space); where splice is unavailable it falls back to a buffered copy.
+
+use std::io;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::ForwardMode;
+use crate::reason::Reason;
+
+/// First buffer size for the buffered copy: most east-west connections are small RPCs.
+const COPY_BUF_START: usize = 16 * 1024;
+/// The buffered copy grows its buffer to this when reads keep filling it (bulk transfers);
+/// ztunnel found 256 KiB the point of diminishing returns for its copy loop.
+const COPY_BUF_MAX: usize = 256 * 1024;
+
+/// Byte counts of one connection. `upstream` is client → endpoint, `downstream` endpoint →
+/// client. Atomics only because the idle watchdog reads them while the directions write them;
+/// they are local to the connection, so the adds are uncontended.
+#[derive(Debug, Default)]
+pub struct Transferred {
+    pub upstream: AtomicU64,
+    pub downstream: AtomicU64,
+}
+
+impl Transferred {
+    fn total(&self) -> u64 {
+        self.upstream.load(Ordering::Relaxed) + self.downstream.load(Ordering::Relaxed)
+    }
+}
+
+/// Where one direction's bytes are counted: the connection's own count and the listener's
+/// (pre-resolved) metric.
+struct Tally<'a> {
+    conn: &'a AtomicU64,
+    metric: &'a Counter,
+}
+
+impl Tally<'_> {
+    fn add(&self, n: usize) {
+        self.conn.fetch_add(n as u64, Ordering::Relaxed);
+        self.metric.inc_by(n as u64);
+    }
+}
+
+/// Forwards until both directions end, the idle timeout passes with no bytes moving, or an
+/// error other than a reset ends the connection. Returns the reason to record.
+#[allow(clippy::too_many_arguments)]
+pub async fn forward(
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    mode: ForwardMode,
+    idle: Duration,
+    counts: &Transferred,
+    up_metric: &Counter,
+    down_metric: &Counter,
+) -> Reason {
+    let (cr, cw) = client.split();
+    let (ur, uw) = upstream.split();
+    let up = one_way(cr, uw, mode, Tally { conn: &counts.upstream, metric: up_metric });
+    let down = one_way(ur, cw, mode, Tally { conn: &counts.downstream, metric: down_metric });
+    let both = async { tokio::try_join!(up, down) };
+    tokio::select! {
+        res = both => match res {
+            Ok(_) => Reason::Closed,
+            Err(e) if is_stream_end(&e) => Reason::Closed,
+            Err(_) => Reason::ForwardError,
+        },
+        () = idle_watch(counts, idle) => Reason::IdleTimeout,
+    }
+}
+
+/// Forwards over any pair of byte streams with the buffered copy: what `forward` does where
+/// splice is not available, exposed for tests over in-memory and adversarial streams.
+pub async fn forward_copy<A, B>(a: A, b: B, idle: Duration, counts: &Transferred) -> Reason
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let (ar, aw) = tokio::io::split(a);
+    let (br, bw) = tokio::io::split(b);
+    let sink = Counter::default();
+    let up = copy_one_way(ar, bw, Tally { conn: &counts.upstream, metric: &sink });
+    let down = copy_one_way(br, aw, Tally { conn: &counts.downstream, metric: &sink });
+    tokio::select! {
+        res = async { tokio::try_join!(up, down) } => match res {
+            Ok(_) => Reason::Closed,
+            Err(e) if is_stream_end(&e) => Reason::Closed,
+            Err(_) => Reason::ForwardError,
+        },
+        () = idle_watch(counts, idle) => Reason::IdleTimeout,
+    }
+}
+
+/// Resolves once no byte has moved for the idle timeout (checked every half timeout, so a
+/// connection is closed between 1× and 1.5× the timeout after its last byte).
+async fn idle_watch(counts: &Transferred, idle: Duration) {
+    let period = idle / 2;
+    let mut last = counts.total();
+    let mut quiet = Duration::ZERO;
+    loop {
+        tokio::time::sleep(period).await;
+        let now = counts.total();
+        if now == last {
+            quiet += period;
+            if quiet >= idle {
+                return;
+            }
+        } else {
+            quiet = Duration::ZERO;
+            last = now;
+        }
+    }
+}
+
+/// A reset or broken pipe at the end of a stream is how many peers close: a normal ending.
+fn is_stream_end(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::NotConnected
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+async fn one_way(
+    src: tokio::net::tcp::ReadHalf<'_>,
+    dst: tokio::net::tcp::WriteHalf<'_>,
+    mode: ForwardMode,
+    tally: Tally<'_>,
+) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if mode == ForwardMode::Auto {
+        match splice::one_way(src.as_ref(), dst.as_ref(), &tally).await? {
+            splice::Outcome::Done => return Ok(()),
+            splice::Outcome::Unsupported => {}
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = mode;
+    copy_one_way(src, dst, tally).await
+}
+
+/// The portable direction: read into a heap buffer (not the future, which would make every
+/// connection's task large), write it all, shut the writer down at EOF.
+async fn copy_one_way<R, W>(mut src: R, mut dst: W, tally: Tally<'_>) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; COPY_BUF_START];
+    loop {
+        let n = src.read(&mut buf).await?;
+        if n == 0 {
+            return match dst.shutdown().await {
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+                other => other,
+            };
+        }
+        dst.write_all(&buf[..n]).await?;
+        dst.flush().await?;
+        tally.add(n);
+        if n == buf.len() && buf.len() < COPY_BUF_MAX {
+            buf.resize((buf.len() * 4).min(COPY_BUF_MAX), 0);
+        }
+    }
+}
+
+/// Shuts down the write side of `s`, so the peer sees EOF (half-close). A peer that is already
+/// gone is not an error here.
+fn shutdown_write(s: &TcpStream) -> io::Result<()> {
+    match socket2::SockRef::from(s).shutdown(Shutdown::Write) {
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod splice {
+    use std::io;
+    use std::os::fd::AsRawFd;
+
+    use tokio::io::Interest;
+    use tokio::net::TcpStream;
+
+    use super::{Tally, shutdown_write};
+    use crate::sys::{PIPE_SIZE, Pipe};
+
+    pub enum Outcome {
+        Done,
+        /// splice(2) refused before any byte moved: use the buffered copy instead.
+        Unsupported,
+    }
+
+    /// Returns the pipe to the pool when the direction ends or is cancelled (idle timeout,
+    /// drain), pooling it only if it is empty.
+    struct PipeGuard {
+        pipe: Option<Pipe>,
+        in_pipe: usize,
+    }
+
+    impl Drop for PipeGuard {
+        fn drop(&mut self) {
+            if let Some(p) = self.pipe.take() {
+                p.put(self.in_pipe == 0);
+            }
+        }
+    }
+
+    /// haproxy's table (src/raw_sock.c): these mean "no splice for this pair of fds".
+    fn unsupported(e: &io::Error) -> bool {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::ENOSYS) | Some(libc::EINVAL) | Some(libc::EBADF)
+        )
+    }
+
+    pub async fn one_way(src: &TcpStream, dst: &TcpStream, tally: &Tally<'_>) -> io::Result<Outcome> {
+        let pipe = match Pipe::get() {
+            Ok(p) => p,
+            // Out of fds for a pipe: the buffered copy still works with the sockets we have.
+            Err(_) => return Ok(Outcome::Unsupported),
+        };
+        let mut g = PipeGuard { pipe: Some(pipe), in_pipe: 0 };
+        let mut moved_any = false;
+        loop {
+            // The pipe is empty here, so EAGAIN from the fill can only mean "socket empty"
+            // (haproxy: EAGAIN is ambiguous between socket empty and pipe full otherwise).
+            let n = loop {
+                src.readable().await?;
+                let Some(pipe) = g.pipe.as_ref() else { return Ok(Outcome::Done) };
+                match src.try_io(Interest::READABLE, || pipe.fill_from(src.as_raw_fd(), PIPE_SIZE)) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) if !moved_any && unsupported(&e) => return Ok(Outcome::Unsupported),
+                    Err(e) => return Err(e),
+                }
+            };
+            if n == 0 {
+                shutdown_write(dst)?;
+                return Ok(Outcome::Done);
+            }
+            moved_any = true;
+            g.in_pipe = n;
+            // Drain everything before filling again; EAGAIN here means "socket full".
+            while g.in_pipe > 0 {
+                dst.writable().await?;
+                let Some(pipe) = g.pipe.as_ref() else { return Ok(Outcome::Done) };
+                match dst.try_io(Interest::WRITABLE, || pipe.drain_to(dst.as_raw_fd(), g.in_pipe)) {
+                    Ok(m) => {
+                        g.in_pipe -= m;
+                        tally.add(m);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            // Bound the burst: a connection that always has data must still let the worker's
+            // other connections run.
+            tokio::task::consume_budget().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

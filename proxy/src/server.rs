@@ -1,0 +1,392 @@
+//! The gateway's runtime shape: listener sockets (one `SO_REUSEPORT` socket per listener per
+//! worker, so cores never share an accept queue), one single-threaded tokio runtime per worker
+//! thread, the per-connection path (sniff → name → expose → route → balance → connect →
+//! forward), the connection limit, and drain.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+
+use crate::balance::{self, ActiveGuard};
+use crate::clock;
+use crate::config::{ListenerConfig, ProxyConfig};
+use crate::conn::ConnRecord;
+use crate::forward;
+use crate::metrics::{ListenerMetrics, Metrics};
+use crate::name;
+use crate::reason::Reason;
+use crate::routes::{Endpoint, Routes};
+use crate::sniff;
+
+/// Accept backlog per socket; the kernel caps it at net.core.somaxconn.
+const BACKLOG: i32 = 4096;
+/// First pause after an accept error such as EMFILE; doubles up to [`ACCEPT_BACKOFF_MAX`] so a
+/// process out of file descriptors waits for connections to close instead of spinning.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// What the admin server reports and the signal handler drives.
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    /// Set once every worker is accepting on every listener.
+    pub serving: AtomicBool,
+    /// Set on SIGTERM/SIGINT: readiness fails, listeners close.
+    pub draining: AtomicBool,
+    /// Connections open now, across listeners and workers (the connection limit's count).
+    open: AtomicUsize,
+    /// Woken when `open` drops to zero, so drain ends as soon as the last connection does.
+    idle: Notify,
+}
+
+impl Lifecycle {
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+/// Phases the workers follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    /// Stop accepting; let connections finish.
+    Draining,
+    /// Cut whatever is left and exit.
+    Stop,
+}
+
+/// A running gateway: its worker threads and the handle to stop them.
+pub struct Gateway {
+    workers: Vec<JoinHandle<()>>,
+    phase: watch::Sender<Phase>,
+    pub lifecycle: Arc<Lifecycle>,
+    local_addrs: Vec<SocketAddr>,
+}
+
+/// Everything one listener's connections share.
+struct ListenerCtx {
+    cfg: ListenerConfig,
+    proxy: Arc<ProxyConfig>,
+    routes: Arc<Routes>,
+    metrics: Arc<ListenerMetrics>,
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl Gateway {
+    /// Binds every listener (errors name the address) and starts `config.workers` workers.
+    pub fn start(
+        config: ProxyConfig,
+        routes: Arc<Routes>,
+        metrics: &Metrics,
+    ) -> io::Result<Gateway> {
+        let workers = config.workers.max(1);
+        let config = Arc::new(config);
+        let lifecycle = Arc::new(Lifecycle::default());
+        let mut sockets: Vec<Vec<std::net::TcpListener>> =
+            (0..workers).map(|_| Vec::new()).collect();
+        let mut local_addrs = Vec::new();
+        let mut ctxs = Vec::new();
+        for l in &config.listeners {
+            // With port 0 the first socket picks the port; the others must share it.
+            let mut addr = l.listen;
+            for w in 0..workers {
+                let s = bind(addr).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on {addr} ({}): {e}", l.name),
+                    )
+                })?;
+                addr = s.local_addr()?;
+                sockets[w].push(s);
+            }
+            local_addrs.push(addr);
+            ctxs.push(Arc::new(ListenerCtx {
+                cfg: l.clone(),
+                proxy: config.clone(),
+                routes: routes.clone(),
+                metrics: metrics.listener(&l.name),
+                lifecycle: lifecycle.clone(),
+            }));
+        }
+        let (phase, phase_rx) = watch::channel(Phase::Serving);
+        let started = Arc::new(AtomicUsize::new(0));
+        let mut handles = Vec::new();
+        for (w, socks) in sockets.into_iter().enumerate() {
+            let ctxs = ctxs.clone();
+            let rx = phase_rx.clone();
+            let started = started.clone();
+            let lc = lifecycle.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("eastwest-worker-{w}"))
+                .spawn(move || worker(socks, ctxs, rx, started, workers, lc))?;
+            handles.push(h);
+        }
+        Ok(Gateway {
+            workers: handles,
+            phase,
+            lifecycle,
+            local_addrs,
+        })
+    }
+
+    /// The bound address of each listener, in config order (resolves port 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Drains: readiness turns 503, listeners close, open connections get up to `period`, then
+    /// whatever is left is cut and the workers exit.
+    pub async fn drain(self, period: Duration) {
+        self.lifecycle.draining.store(true, Ordering::Relaxed);
+        let _ = self.phase.send(Phase::Draining);
+        let deadline = tokio::time::Instant::now() + period;
+        loop {
+            let idle = self.lifecycle.idle.notified();
+            if self.lifecycle.open_connections() == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                tracing::info!(
+                    open = self.lifecycle.open_connections(),
+                    "drain period over; closing remaining connections"
+                );
+                break;
+            }
+        }
+        let _ = self.phase.send(Phase::Stop);
+        let workers = self.workers;
+        let _ = tokio::task::spawn_blocking(move || {
+            for w in workers {
+                let _ = w.join();
+            }
+        })
+        .await;
+    }
+}
+
+fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    #[cfg(unix)]
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(false).ok();
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(BACKLOG)?;
+    Ok(s.into())
+}
+
+fn worker(
+    sockets: Vec<std::net::TcpListener>,
+    ctxs: Vec<Arc<ListenerCtx>>,
+    phase: watch::Receiver<Phase>,
+    started: Arc<AtomicUsize>,
+    workers: usize,
+    lifecycle: Arc<Lifecycle>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start a worker runtime: {e}");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let mut accept_loops = Vec::new();
+        for (sock, ctx) in sockets.into_iter().zip(ctxs) {
+            let listener = match TcpListener::from_std(sock) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(listener = ctx.cfg.name, "cannot register listener: {e}");
+                    return;
+                }
+            };
+            accept_loops.push(tokio::spawn(accept_loop(listener, ctx, phase.clone())));
+        }
+        if started.fetch_add(1, Ordering::AcqRel) + 1 == workers {
+            lifecycle.serving.store(true, Ordering::Relaxed);
+        }
+        for a in accept_loops {
+            let _ = a.await;
+        }
+        // Listeners are closed; wait for the hard stop while connections finish.
+        let mut phase = phase;
+        let _ = phase.wait_for(|p| *p == Phase::Stop).await;
+    });
+    // Dropping the runtime drops the remaining connection tasks; their records say "drained".
+    drop(rt);
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<ListenerCtx>,
+    mut phase: watch::Receiver<Phase>,
+) {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = phase.wait_for(|p| *p != Phase::Serving) => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                let ctx = ctx.clone();
+                let stop = phase.clone();
+                tokio::spawn(async move { serve(stream, peer, &ctx, stop).await });
+            }
+            Err(e) => {
+                // EMFILE/ENFILE/ENOBUFS and friends: wait for resources rather than spin.
+                tracing::warn!(
+                    listener = ctx.cfg.name,
+                    "accept failed: {e}; retrying in {backoff:?}"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Counts a connection in the global open count for its lifetime.
+struct OpenSlot<'a>(&'a Lifecycle);
+
+impl Drop for OpenSlot<'_> {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_one();
+        }
+    }
+}
+
+async fn serve(
+    mut client: TcpStream,
+    peer: SocketAddr,
+    ctx: &ListenerCtx,
+    mut stop: watch::Receiver<Phase>,
+) {
+    let mut rec = ConnRecord::new(&ctx.cfg.name, &ctx.metrics, peer, ctx.cfg.target_port);
+    let lc = &ctx.lifecycle;
+    let open = lc.open.fetch_add(1, Ordering::AcqRel) + 1;
+    let _slot = OpenSlot(lc);
+    if open > ctx.proxy.limits.max_connections {
+        return rec.finish(Reason::ConnectionLimit);
+    }
+    let reason = tokio::select! {
+        biased;
+        _ = stop.wait_for(|p| *p == Phase::Stop) => Reason::Drained,
+        r = handle(&mut client, ctx, &mut rec) => r,
+    };
+    rec.finish(reason);
+}
+
+async fn handle(client: &mut TcpStream, ctx: &ListenerCtx, rec: &mut ConnRecord<'_>) -> Reason {
+    let p = &ctx.proxy;
+    let t0 = Instant::now();
+    let sniffed = sniff::sniff(client, p.limits.max_client_hello, p.timeouts.sniff).await;
+    ctx.metrics.observe_sniff(t0.elapsed());
+    let hello = match sniffed {
+        Ok(h) => h,
+        Err(reason) => return reason,
+    };
+    rec.sni = Some(hello.sni);
+    let target = match name::resolve(hello.sni.as_str(), ctx.cfg.target_port) {
+        Ok(t) => t,
+        Err(_) => return Reason::BadIstioName,
+    };
+    if !ctx.cfg.hosts.matches(target.host) {
+        return Reason::HostNotExposed;
+    }
+    let (mut upstream, endpoint) = match connect(ctx, target).await {
+        Ok(c) => c,
+        Err(reason) => return reason,
+    };
+    rec.upstream = Some(endpoint.addr);
+    let _active = ActiveGuard::new(endpoint);
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    forward::forward(
+        client,
+        &mut upstream,
+        p.forward,
+        p.timeouts.idle,
+        &rec.transferred,
+        &ctx.metrics.bytes_upstream,
+        &ctx.metrics.bytes_downstream,
+    )
+    .await
+}
+
+/// Picks and connects to an endpoint, trying up to `connect_attempts` different ones.
+async fn connect(
+    ctx: &ListenerCtx,
+    target: name::Target<'_>,
+) -> Result<(TcpStream, Arc<Endpoint>), Reason> {
+    let p = &ctx.proxy;
+    let mut tried = 0u64;
+    let mut attempts = 0u32;
+    loop {
+        // Hold the snapshot only while choosing: never across an await.
+        let endpoint = {
+            let guard = ctx.routes.load();
+            let Some(table) = guard.as_ref() else {
+                return Err(Reason::NoRoute);
+            };
+            let Some(route) = table.lookup(target.host, target.port, target.subset) else {
+                return Err(Reason::NoRoute);
+            };
+            if route.endpoints.is_empty() {
+                return Err(Reason::NoReadyEndpoint);
+            }
+            let max = p
+                .limits
+                .connect_attempts
+                .min(route.endpoints.len() as u32)
+                .max(1);
+            if attempts >= max {
+                return Err(Reason::ConnectFailed);
+            }
+            let Some(i) = balance::pick(route, p.balance, tried, clock::now_ms()) else {
+                return Err(Reason::ConnectFailed);
+            };
+            if i < 64 {
+                tried |= 1 << i;
+            }
+            route.endpoints[i].clone()
+        };
+        attempts += 1;
+        let err = match tokio::time::timeout(p.timeouts.connect, TcpStream::connect(endpoint.addr))
+            .await
+        {
+            Ok(Ok(s)) => {
+                balance::record_success(&endpoint);
+                return Ok((s, endpoint));
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("timed out after {:?}", p.timeouts.connect),
+        };
+        ctx.metrics.connect_failures.inc();
+        let ejected = balance::record_failure(&endpoint, &p.limits, clock::now_ms());
+        if ejected {
+            ctx.metrics.ejections.inc();
+        }
+        tracing::debug!(
+            listener = ctx.cfg.name,
+            dst.addr = %endpoint.addr,
+            ejected,
+            "upstream connect failed: {err}"
+        );
+    }
+}

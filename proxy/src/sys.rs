@@ -1,0 +1,146 @@
+//! The crate's only `unsafe`: thin wrappers over `recv(MSG_PEEK)`, `pipe2(2)` and `splice(2)`,
+//! plus a per-thread pool of pipes. Everything above this module is safe code.
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Copies up to `buf.len()` queued bytes without consuming them. `Ok(0)` means EOF.
+pub fn peek(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid, writable region of `buf.len()` bytes for the whole call, and
+    // recv(2) writes at most that many bytes into it. The fd is borrowed from a live socket.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            buf.as_mut_ptr().cast::<libc::c_void>(),
+            buf.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Pipe capacity we ask for. The kernel default is 64 KiB (16 pages); one splice call moves at
+/// most what fits in the pipe, so a larger pipe means fewer syscalls per GiB on bulk transfers.
+/// 256 KiB is the point past which measured throughput stopped improving (see BENCHMARKS.md);
+/// `F_SETPIPE_SZ` failing (e.g. over /proc/sys/fs/pipe-max-size) just leaves the default.
+#[cfg(target_os = "linux")]
+pub const PIPE_SIZE: usize = 256 * 1024;
+
+/// Pipes kept per worker thread for reuse: creating a pipe costs two syscalls and two fds, and
+/// connections come and go far more often than their count changes.
+#[cfg(target_os = "linux")]
+const POOL_MAX: usize = 64;
+
+/// A non-blocking pipe used as splice(2)'s in-kernel buffer.
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+pub struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+#[cfg(target_os = "linux")]
+impl Pipe {
+    /// A pipe from this thread's pool, or a new one.
+    pub fn get() -> io::Result<Pipe> {
+        if let Some(p) = POOL.with(|p| p.borrow_mut().pop()) {
+            return Ok(p);
+        }
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` is a valid array of two c_ints for pipe2 to fill.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: F_SETPIPE_SZ takes an int argument; the fd is the pipe we just made. Failure
+        // is harmless (the default size stays), so the result is ignored on purpose.
+        unsafe {
+            libc::fcntl(
+                write.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                PIPE_SIZE as libc::c_int,
+            )
+        };
+        Ok(Pipe { read, write })
+    }
+
+    /// Returns an empty pipe to this thread's pool. A pipe still holding bytes is closed instead:
+    /// its contents belong to a connection that is gone.
+    pub fn put(self, empty: bool) {
+        if empty {
+            POOL.with(|p| {
+                let mut pool = p.borrow_mut();
+                if pool.len() < POOL_MAX {
+                    pool.push(self);
+                }
+            });
+        }
+    }
+
+    /// Moves up to `len` bytes from socket `from` into the pipe. `Ok(0)` is EOF on the socket.
+    pub fn fill_from(&self, from: RawFd, len: usize) -> io::Result<usize> {
+        splice(from, self.write.as_raw_fd(), len)
+    }
+
+    /// Moves up to `len` bytes from the pipe into socket `to`.
+    pub fn drain_to(&self, to: RawFd, len: usize) -> io::Result<usize> {
+        splice(self.read.as_raw_fd(), to, len)
+    }
+}
+
+#[cfg(target_os = "linux")]
+thread_local! {
+    static POOL: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+}
+
+#[cfg(target_os = "linux")]
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: splice(2) with null offsets only reads and writes the kernel objects behind the two
+    // borrowed fds; no user memory is involved.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Pipes currently pooled on this thread (for tests).
+#[cfg(test)]
+#[cfg(target_os = "linux")]
+pub fn pooled_pipes() -> usize {
+    POOL.with(|p| p.borrow().len())
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipes_are_pooled_only_when_empty() {
+        let before = pooled_pipes();
+        let p = Pipe::get().unwrap();
+        p.put(true);
+        assert_eq!(pooled_pipes(), before + 1);
+        let p = Pipe::get().unwrap();
+        assert_eq!(pooled_pipes(), before);
+        p.put(false);
+        assert_eq!(pooled_pipes(), before);
+    }
+}

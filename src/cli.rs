@@ -1,0 +1,153 @@
+//! The command line. Every `run` option can also come from an `EASTWEST_*` environment variable
+//! and, where it makes sense, the YAML config file; a flag beats the environment, which beats
+//! the file, which beats the default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::logging::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "eastwest",
+    version,
+    about = "An east-west gateway for multi-cluster service meshes: reads the SNI of each TLS \
+             ClientHello and forwards the still-encrypted bytes to a local endpoint of the \
+             service it names (Istio AUTO_PASSTHROUGH), with splice(2)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Run(Box<RunArgs>),
+    /// Build a two-cluster world on loopback (CAs, mTLS backends, one gateway per cluster), call
+    /// across it, and check what a person needs to see. Exits 0 only if every check held.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BalanceArg {
+    /// Each new connection to the next endpoint in turn.
+    RoundRobin,
+    /// Power of two choices on active connections.
+    P2c,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ForwardArg {
+    /// splice(2) on Linux, buffered copy elsewhere.
+    Auto,
+    /// Always the buffered copy.
+    Copy,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    eastwest_control::parse_duration(s)
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// YAML config file: listeners, hosts, timeouts, limits, static services (see README).
+    #[arg(long, env = "EASTWEST_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address of the TLS listener [default: 0.0.0.0:15443]. Ignored when the config file
+    /// lists `listeners`.
+    #[arg(long, env = "EASTWEST_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Address of the admin HTTP server (/healthz/ready, /stats/prometheus) [default: 0.0.0.0:15021].
+    #[arg(long, env = "EASTWEST_ADMIN", value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+
+    /// Data-path worker threads [default: the CPUs this process may use, respecting taskset
+    /// and cgroup CPU limits].
+    #[arg(long, env = "EASTWEST_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: Option<u16>,
+
+    /// Service hosts that may be reached, like an Istio Gateway's `hosts`: exact names,
+    /// `*.suffix`, or `*`. Repeatable; the environment variable takes a comma-separated list
+    /// [default: *.local].
+    #[arg(
+        long = "hosts",
+        env = "EASTWEST_HOSTS",
+        value_name = "PATTERN",
+        value_delimiter = ','
+    )]
+    pub hosts: Vec<String>,
+
+    /// Static route: `HOST:PORT[/SUBSET]=IP:PORT[,IP:PORT...]`, e.g.
+    /// `west.west.svc.cluster.local:8080=127.0.0.1:9000,127.0.0.1:9001`. Repeatable; the
+    /// environment variable separates routes with `;`.
+    #[arg(
+        long = "endpoints",
+        env = "EASTWEST_ENDPOINTS",
+        value_name = "ROUTE",
+        value_delimiter = ';'
+    )]
+    pub endpoints: Vec<String>,
+
+    /// YAML file of services and endpoints, reloaded when it changes.
+    #[arg(long, env = "EASTWEST_SERVICES_FILE", value_name = "FILE")]
+    pub services_file: Option<PathBuf>,
+
+    /// Service port that a plain DNS-name SNI (not `outbound_.<port>_...`) is routed to [default: 443].
+    #[arg(long, env = "EASTWEST_TARGET_PORT", value_name = "PORT")]
+    pub target_port: Option<u16>,
+
+    /// How to pick an endpoint [default: round-robin].
+    #[arg(long, env = "EASTWEST_BALANCE", value_enum)]
+    pub balance: Option<BalanceArg>,
+
+    /// How to move bytes [default: auto].
+    #[arg(long, env = "EASTWEST_FORWARD", value_enum)]
+    pub forward: Option<ForwardArg>,
+
+    /// Time allowed for a complete ClientHello [default: 15s].
+    #[arg(long, env = "EASTWEST_SNIFF_TIMEOUT", value_parser = duration, value_name = "DURATION")]
+    pub sniff_timeout: Option<Duration>,
+
+    /// Time allowed for one upstream connect [default: 10s].
+    #[arg(long, env = "EASTWEST_CONNECT_TIMEOUT", value_parser = duration, value_name = "DURATION")]
+    pub connect_timeout: Option<Duration>,
+
+    /// Close connections with no bytes either way for this long [default: 1h].
+    #[arg(long, env = "EASTWEST_IDLE_TIMEOUT", value_parser = duration, value_name = "DURATION")]
+    pub idle_timeout: Option<Duration>,
+
+    /// On SIGTERM/SIGINT, how long open connections may continue [default: 20s].
+    #[arg(long, env = "EASTWEST_DRAIN_TIMEOUT", value_parser = duration, value_name = "DURATION")]
+    pub drain_timeout: Option<Duration>,
+
+    /// Largest ClientHello accepted, in bytes [default: 65536].
+    #[arg(long, env = "EASTWEST_MAX_CLIENT_HELLO", value_name = "BYTES",
+          value_parser = clap::value_parser!(u32).range(512..=1_048_576))]
+    pub max_client_hello: Option<u32>,
+
+    /// Connections open at once; more are refused [default: 100000].
+    #[arg(long, env = "EASTWEST_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Upstream connect attempts per connection, each to another endpoint [default: 3].
+    #[arg(long, env = "EASTWEST_CONNECT_ATTEMPTS", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub connect_attempts: Option<u32>,
+
+    /// Log format [default: text].
+    #[arg(long, env = "EASTWEST_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Print the gateways' access log too.
+    #[arg(long)]
+    pub verbose: bool,
+}

@@ -1,0 +1,275 @@
+//! `eastwest run`: merges flags, environment and config file into the proxy's settings, starts
+//! the route source, the data-path workers and the admin server, and drains on SIGTERM/SIGINT.
+//!
+//! Threads: `config.workers` data-path threads (one current-thread tokio runtime each, see
+//! `eastwest_proxy::server`), and this main thread running a current-thread runtime for the
+//! admin server, the route source and signals, so neither a scrape nor a reload runs on a worker.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use eastwest_control::{Config, FileSource, ReloadEvent, ServiceSpec};
+use eastwest_proxy::admin::{self, AdminState};
+use eastwest_proxy::config::{Balance, ForwardMode, Limits, ListenerConfig, ProxyConfig, Timeouts};
+use eastwest_proxy::hosts::HostPatterns;
+use eastwest_proxy::metrics::Metrics;
+use eastwest_proxy::routes::Routes;
+use eastwest_proxy::server::Gateway;
+
+use crate::cli::{BalanceArg, ForwardArg, RunArgs};
+use crate::logging::{self, LogFormat};
+
+const DEFAULT_LISTEN: &str = "0.0.0.0:15443";
+const DEFAULT_ADMIN: &str = "0.0.0.0:15021";
+/// Plain DNS-name SNIs go to the service's TLS port, as with an Istio `PASSTHROUGH` server on 443.
+const DEFAULT_TARGET_PORT: u16 = 443;
+/// How often the services file is checked for changes (mtime, size, inode).
+const FILE_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Everything `run` needs, merged.
+struct Settings {
+    proxy: ProxyConfig,
+    log_format: LogFormat,
+    services_file: Option<std::path::PathBuf>,
+    static_services: Vec<ServiceSpec>,
+}
+
+pub fn main(args: RunArgs) -> ExitCode {
+    let settings = match settings(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("eastwest: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(settings.log_format);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("eastwest: cannot start the control runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("eastwest: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn settings(args: &RunArgs) -> Result<Settings> {
+    let file = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let workers = match args.workers.map(usize::from).or(file.workers) {
+        Some(n) => n,
+        None => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    };
+    let hosts = if args.hosts.is_empty() {
+        HostPatterns::default_local()
+    } else {
+        HostPatterns::parse(&args.hosts).context("--hosts")?
+    };
+    let target_port = args.target_port.unwrap_or(DEFAULT_TARGET_PORT);
+    let listeners = match file.listener_configs()? {
+        Some(ls) => ls,
+        None => vec![ListenerConfig {
+            name: "tls".into(),
+            listen: args.listen.unwrap_or(parse_addr(DEFAULT_LISTEN)?),
+            hosts,
+            target_port,
+        }],
+    };
+    let mut timeouts = file.timeouts(Timeouts::default());
+    if let Some(d) = args.sniff_timeout {
+        timeouts.sniff = d;
+    }
+    if let Some(d) = args.connect_timeout {
+        timeouts.connect = d;
+    }
+    if let Some(d) = args.idle_timeout {
+        timeouts.idle = d;
+    }
+    if let Some(d) = args.drain_timeout {
+        timeouts.drain = d;
+    }
+    let mut limits = file.limits(Limits::default());
+    if let Some(n) = args.max_client_hello {
+        limits.max_client_hello = n as usize;
+    }
+    if let Some(n) = args.max_connections {
+        limits.max_connections = n;
+    }
+    if let Some(n) = args.connect_attempts {
+        limits.connect_attempts = n;
+    }
+    let balance = match args.balance {
+        Some(BalanceArg::RoundRobin) => Balance::RoundRobin,
+        Some(BalanceArg::P2c) => Balance::P2c,
+        None => file.balance.unwrap_or_default(),
+    };
+    let forward = match args.forward {
+        Some(ForwardArg::Auto) => ForwardMode::Auto,
+        Some(ForwardArg::Copy) => ForwardMode::Copy,
+        None => file.forward.unwrap_or_default(),
+    };
+    let log_format = match (args.log_format, file.log_format) {
+        (Some(f), _) => f,
+        (None, Some(eastwest_control::LogFormat::Json)) => LogFormat::Json,
+        _ => LogFormat::Text,
+    };
+    let mut static_services = file.services.clone();
+    for e in &args.endpoints {
+        static_services.push(eastwest_control::parse_endpoints_flag(e)?);
+    }
+    let services_file = args.services_file.clone().or(file.services_file.clone());
+    if services_file.is_none() && static_services.is_empty() {
+        bail!(
+            "no endpoints to route to: pass --endpoints 'HOST:PORT=IP:PORT[,IP:PORT...]', \
+             --services-file FILE, or --config FILE with `services` or `services_file`"
+        );
+    }
+    let admin = Some(
+        args.admin
+            .or(file.admin)
+            .unwrap_or(parse_addr(DEFAULT_ADMIN)?),
+    );
+    Ok(Settings {
+        proxy: ProxyConfig {
+            listeners,
+            admin,
+            workers,
+            timeouts,
+            limits,
+            balance,
+            forward,
+        },
+        log_format,
+        services_file,
+        static_services,
+    })
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr> {
+    s.parse().with_context(|| format!("bad address {s}"))
+}
+
+async fn serve(settings: Settings) -> Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let routes = Routes::new();
+    let source = start_source(&settings, &routes, &metrics)?;
+    let drain = settings.proxy.timeouts.drain;
+    let admin_addr = settings.proxy.admin;
+    let gateway = Gateway::start(settings.proxy.clone(), routes.clone(), &metrics)?;
+    for (l, addr) in settings.proxy.listeners.iter().zip(gateway.local_addrs()) {
+        tracing::info!(listener = l.name, addr = %addr, workers = settings.proxy.workers, "listening");
+    }
+    let admin_task = match admin_addr {
+        Some(addr) => {
+            let listener = admin::bind(addr).await?;
+            tracing::info!(addr = %listener.local_addr()?, "admin listening");
+            let state = Arc::new(AdminState {
+                metrics: metrics.clone(),
+                routes: vec![routes.clone()],
+                lifecycle: gateway.lifecycle.clone(),
+            });
+            Some(tokio::spawn(admin::serve(listener, state)))
+        }
+        None => None,
+    };
+    let watch_task = source.map(|s| {
+        let metrics = metrics.clone();
+        tokio::spawn(s.watch(move |ev| match ev {
+            ReloadEvent::Loaded {
+                version,
+                routes,
+                endpoints,
+            } => {
+                metrics.record_reload(true);
+                tracing::info!(version, routes, endpoints, "route table reloaded");
+            }
+            ReloadEvent::Rejected(e) => {
+                metrics.record_reload(false);
+                tracing::warn!("services file rejected, keeping the last good routes: {e}");
+            }
+        }))
+    });
+
+    let signal = wait_for_signal().await?;
+    tracing::info!(
+        signal,
+        ?drain,
+        open = gateway.lifecycle.open_connections(),
+        "draining"
+    );
+    gateway.drain(drain).await;
+    if let Some(t) = watch_task {
+        t.abort();
+    }
+    if let Some(t) = admin_task {
+        t.abort();
+    }
+    tracing::info!("drained; exiting");
+    Ok(())
+}
+
+/// Loads the route source before anything listens: a bad file stops the start with its
+/// file:line message.
+fn start_source(
+    settings: &Settings,
+    routes: &Arc<Routes>,
+    metrics: &Metrics,
+) -> Result<Option<FileSource>> {
+    match &settings.services_file {
+        Some(path) => {
+            let src = FileSource::start(
+                path.clone(),
+                settings.static_services.clone(),
+                routes.clone(),
+                FILE_POLL,
+            )?;
+            metrics.record_reload(true);
+            log_table(routes, Some(path));
+            Ok(Some(src))
+        }
+        None => {
+            eastwest_control::publish_static(&settings.static_services, routes);
+            log_table(routes, None);
+            Ok(None)
+        }
+    }
+}
+
+fn log_table(routes: &Routes, file: Option<&Path>) {
+    if let Some(t) = routes.load().as_ref() {
+        tracing::info!(
+            version = t.version(),
+            routes = t.route_count(),
+            endpoints = t.endpoint_count(),
+            file = file.map(|f| f.display().to_string()),
+            "route table loaded"
+        );
+    }
+}
+
+async fn wait_for_signal() -> Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
