@@ -1,14 +1,3 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+//! eastwest's benchmarks. `benches/data_path.rs` holds the criterion micro-benchmarks of the
+//! per-connection work (ClientHello parse, Istio naming, exposure check, route lookup, snapshot
+//! build); the load harness against peer proxies is tracked separately (see `bench/README.md`).

@@ -1,0 +1,46 @@
+//! The quickest end-to-end check: the binary starts, routes a real rustls ClientHello to a
+//! backend byte for byte, and reports ready.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+
+use support::{Gateway, rustls_client_hello};
+
+#[test]
+fn forwards_a_client_hello_untouched_and_is_ready() {
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let route = format!("west.west.svc.cluster.local:8080={}", backend.local_addr().unwrap());
+    let mut gw = Gateway::start(&["--endpoints", &route]);
+    assert_eq!(gw.admin_get("/healthz/ready"), (200, "ready\n".to_string()));
+
+    let hello = rustls_client_hello("outbound_.8080_._.west.west.svc.cluster.local");
+    let mut client = TcpStream::connect(gw.addr()).unwrap();
+    client.write_all(&hello).unwrap();
+    client.write_all(b"after the hello").unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+
+    let (mut up, _) = backend.accept().unwrap();
+    let mut got = Vec::new();
+    up.read_to_end(&mut got).unwrap();
+    let mut want = hello.clone();
+    want.extend_from_slice(b"after the hello");
+    assert_eq!(got, want, "the upstream must see exactly the client's bytes");
+    up.write_all(b"reply").unwrap();
+    drop(up);
+    let mut reply = Vec::new();
+    client.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply, b"reply");
+
+    let line = gw.wait_access();
+    assert_eq!(line["reason"], "closed");
+    assert_eq!(line["sni"], "outbound_.8080_._.west.west.svc.cluster.local");
+    assert_eq!(line["dst.service"], "outbound|8080||west.west.svc.cluster.local");
+    assert_eq!(line["bytes_sent"], want.len() as u64);
+    assert_eq!(line["bytes_received"], 5);
+    assert_eq!(
+        gw.metric("eastwest_connections_closed_total{listener=\"tls\",reason=\"closed\"}"),
+        1.0
+    );
+}
