@@ -1,14 +1,18 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! `eastwest-control` turns sources of endpoints into route-table snapshots for the proxy.
+//!
+//! It owns the gateway's YAML config file ([`config`]), the services file and `--endpoints`
+//! values ([`services`]), and the file source that reloads the services file when it changes
+//! ([`file`]). It builds [`eastwest_proxy::routes::RouteTable`]s and publishes them; it knows no
+//! sockets.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod config;
+mod error;
+pub mod file;
+pub mod services;
+mod value;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use config::{Config, LimitsSpec, ListenerSpec, LogFormat, TimeoutsSpec};
+pub use error::{ConfigError, Position};
+pub use file::{FileSource, ReloadEvent, publish_static};
+pub use services::{EndpointSpec, ServiceSpec, build_table, parse_endpoints_flag, parse_services};
+pub use value::parse_duration;

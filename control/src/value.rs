@@ -1,0 +1,308 @@
+//! The scalar values of the YAML files (durations, `IP:PORT`, ports, bounded counts, DNS names,
+//! host patterns), each checked while it is deserialised so that a bad value is reported at its
+//! own line and column with a message that says what to write instead.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+
+/// The duration syntax, quoted in every duration error.
+const DURATION_HINT: &str = "use 500ms, 10s, 5m, 1h";
+
+/// Parses `500ms`, `15s`, `10m`, `1h`, and sums of them such as `1m30s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration ({DURATION_HINT})");
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let part = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "" => return Err(format!("{s:?} has no unit ({DURATION_HINT})")),
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total = total.saturating_add(part);
+    }
+    Ok(total)
+}
+
+/// Parses an endpoint address, with a hint for the usual mistakes.
+pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.trim().parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let hint = if let Ok(ip) = s.trim().parse::<IpAddr>() {
+        match ip {
+            IpAddr::V4(_) => format!(" (add the port, e.g. {ip}:8080)"),
+            IpAddr::V6(_) => format!(" (add the port, e.g. [{ip}]:8080)"),
+        }
+    } else {
+        String::new()
+    };
+    Err(format!("{s:?} is not IP:PORT{hint}"))
+}
+
+/// Checks a service host: a DNS name (letters, digits, `-`, `_`, `.`), at most 253 characters.
+pub fn check_dns_name(s: &str) -> Result<(), String> {
+    let name = s.strip_suffix('.').unwrap_or(s);
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not a DNS name (letters, digits, '-' and '.', e.g. west.west.svc.cluster.local)"
+        ))
+    }
+}
+
+/// Checks an Istio subset name (a DNS label, as Istio requires). It travels inside the SNI
+/// (`outbound_.8080_.v1_.host`), where `_`, `.` or `|` would make the name ambiguous.
+pub fn check_subset(s: &str) -> Result<(), String> {
+    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not a subset name (letters, digits and '-')"
+        ))
+    }
+}
+
+/// A string checked as it is deserialised; `KIND` says which check.
+pub struct Checked<const KIND: u8>(pub String);
+
+/// `Checked` kinds.
+pub const DNS_NAME: u8 = 0;
+pub const SUBSET: u8 = 1;
+pub const HOST_PATTERN: u8 = 2;
+
+impl<'de, const KIND: u8> Deserialize<'de> for Checked<KIND> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let checked = match KIND {
+            DNS_NAME => check_dns_name(&s),
+            SUBSET => check_subset(&s),
+            _ => eastwest_proxy::hosts::HostPatterns::parse(&[&s])
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        };
+        checked.map_err(de::Error::custom)?;
+        Ok(Checked(s))
+    }
+}
+
+/// A duration string.
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map(Dur).map_err(de::Error::custom)
+    }
+}
+
+/// An `IP:PORT` string.
+pub struct Addr(pub SocketAddr);
+
+impl<'de> Deserialize<'de> for Addr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_addr(&s).map(Addr).map_err(de::Error::custom)
+    }
+}
+
+/// Upper bounds from here up are the type's limit rather than a policy, so messages omit them.
+const UNBOUNDED: u64 = u32::MAX as u64;
+
+/// An integer in `MIN..=MAX`.
+pub struct Bounded<const MIN: u64, const MAX: u64>(pub u64);
+
+impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Bounded<MIN, MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<const MIN: u64, const MAX: u64>;
+        impl<const MIN: u64, const MAX: u64> V<MIN, MAX> {
+            fn out_of_range<E: de::Error>(v: impl fmt::Display) -> E {
+                if MAX >= UNBOUNDED {
+                    E::custom(format_args!("{v} is out of range (at least {MIN})"))
+                } else {
+                    E::custom(format_args!("{v} is out of range ({MIN} to {MAX})"))
+                }
+            }
+        }
+        impl<'de, const MIN: u64, const MAX: u64> Visitor<'de> for V<MIN, MAX> {
+            type Value = Bounded<MIN, MAX>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                if MAX >= UNBOUNDED {
+                    write!(f, "an integer, at least {MIN}")
+                } else {
+                    write!(f, "an integer from {MIN} to {MAX}")
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                if (MIN..=MAX).contains(&v) {
+                    Ok(Bounded(v))
+                } else {
+                    Err(Self::out_of_range(v))
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(Self::out_of_range(v)),
+                }
+            }
+            // The rest return `custom` errors, which serde-saphyr places at the value (its
+            // `invalid_type` errors point at the enclosing mapping instead).
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Err(E::custom(format_args!("{v} is not a whole number")))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Err(E::custom(format_args!("{v} is not a number")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Err(E::custom(format_args!(
+                    "{v:?} is not a number (write it unquoted)"
+                )))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+                Err(de::Error::custom("expected a number, found a list"))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+                Err(de::Error::custom("expected a number, found a map"))
+            }
+        }
+        // deserialize_any, not _u64: serde-saphyr then names the type it found on a mismatch.
+        d.deserialize_any(V::<MIN, MAX>)
+    }
+}
+
+/// A TCP port, 1 to 65535.
+pub type PortValue = Bounded<1, 65535>;
+
+impl PortValue {
+    pub fn port(&self) -> u16 {
+        u16::try_from(self.0).unwrap_or(u16::MAX)
+    }
+}
+
+/// `#[serde(deserialize_with)]` adapter: an optional `W` converted into `T`.
+pub fn opt<'de, D, W, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    W: Deserialize<'de> + Into<T>,
+{
+    Ok(Option::<W>::deserialize(d)?.map(Into::into))
+}
+
+impl From<Dur> for Duration {
+    fn from(v: Dur) -> Self {
+        v.0
+    }
+}
+
+impl From<Addr> for SocketAddr {
+    fn from(v: Addr) -> Self {
+        v.0
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> From<Bounded<MIN, MAX>> for usize {
+    fn from(v: Bounded<MIN, MAX>) -> Self {
+        usize::try_from(v.0).unwrap_or(usize::MAX)
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> From<Bounded<MIN, MAX>> for u32 {
+    fn from(v: Bounded<MIN, MAX>) -> Self {
+        u32::try_from(v.0).unwrap_or(u32::MAX)
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> From<Bounded<MIN, MAX>> for u16 {
+    fn from(v: Bounded<MIN, MAX>) -> Self {
+        u16::try_from(v.0).unwrap_or(u16::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(
+            parse_duration("10 seconds").unwrap_err(),
+            r#""10 seconds" is not a duration (use 500ms, 10s, 5m, 1h)"#
+        );
+        assert_eq!(
+            parse_duration("15").unwrap_err(),
+            r#""15" has no unit (use 500ms, 10s, 5m, 1h)"#
+        );
+        for bad in ["", "s", "1d", "-1s", "1.5s", "ms10"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(parse_addr("[::1]:9001").unwrap().port(), 9001);
+        assert_eq!(
+            parse_addr("10.0.0.1").unwrap_err(),
+            r#""10.0.0.1" is not IP:PORT (add the port, e.g. 10.0.0.1:8080)"#
+        );
+        // A bare IPv6 address with a port is another IPv6 address.
+        assert_eq!(
+            parse_addr("::1:80").unwrap_err(),
+            r#""::1:80" is not IP:PORT (add the port, e.g. [::1:80]:8080)"#
+        );
+        assert_eq!(
+            parse_addr("pod:80").unwrap_err(),
+            r#""pod:80" is not IP:PORT"#
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_dns_name("west.west.svc.cluster.local").is_ok());
+        assert!(check_dns_name("west.west.svc.cluster.local.").is_ok());
+        for bad in ["", "a b", "a..b", ".", "*.local", "a:80", "a/b"] {
+            assert!(check_dns_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_subset("v1").is_ok());
+        assert!(check_subset("").is_ok());
+        assert!(check_subset("v 1").is_err());
+        assert!(check_subset("v1_").is_err());
+    }
+}
