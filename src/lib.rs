@@ -2,4 +2,6 @@
 //! integration tests build on loopback (mTLS backends and sidecar-like clients). The gateway
 //! itself is `eastwest-proxy`; its sources of routes are `eastwest-control`.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod world;

@@ -1,6 +1,8 @@
 //! `eastwest`: the command line. Parses flags, environment and config file, then runs the
 //! gateway (`run`) or the self-contained two-cluster demonstration (`demo`).
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 mod cli;
 mod demo;
 mod logging;

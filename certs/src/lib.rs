@@ -28,6 +28,8 @@
 //! # }
 //! ```
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 mod ca;
 mod error;
 mod leaf;

@@ -5,6 +5,8 @@
 //! ([`file`]). It builds [`eastwest_proxy::routes::RouteTable`]s and publishes them; it knows no
 //! sockets.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod config;
 mod error;
 pub mod file;

@@ -64,8 +64,24 @@ pub async fn forward(
 ) -> Reason {
     let (cr, cw) = client.split();
     let (ur, uw) = upstream.split();
-    let up = one_way(cr, uw, mode, Tally { conn: &counts.upstream, metric: up_metric });
-    let down = one_way(ur, cw, mode, Tally { conn: &counts.downstream, metric: down_metric });
+    let up = one_way(
+        cr,
+        uw,
+        mode,
+        Tally {
+            conn: &counts.upstream,
+            metric: up_metric,
+        },
+    );
+    let down = one_way(
+        ur,
+        cw,
+        mode,
+        Tally {
+            conn: &counts.downstream,
+            metric: down_metric,
+        },
+    );
     let both = async { tokio::try_join!(up, down) };
     tokio::select! {
         res = both => match res {
@@ -87,8 +103,22 @@ where
     let (ar, aw) = tokio::io::split(a);
     let (br, bw) = tokio::io::split(b);
     let sink = Counter::default();
-    let up = copy_one_way(ar, bw, Tally { conn: &counts.upstream, metric: &sink });
-    let down = copy_one_way(br, aw, Tally { conn: &counts.downstream, metric: &sink });
+    let up = copy_one_way(
+        ar,
+        bw,
+        Tally {
+            conn: &counts.upstream,
+            metric: &sink,
+        },
+    );
+    let down = copy_one_way(
+        br,
+        aw,
+        Tally {
+            conn: &counts.downstream,
+            metric: &sink,
+        },
+    );
     tokio::select! {
         res = async { tokio::try_join!(up, down) } => match res {
             Ok(_) => Reason::Closed,
@@ -100,8 +130,12 @@ where
 }
 
 /// Resolves once no byte has moved for the idle timeout (checked every half timeout, so a
-/// connection is closed between 1× and 1.5× the timeout after its last byte).
+/// connection is closed between 1× and 1.5× the timeout after its last byte). A zero timeout
+/// disables the check.
 async fn idle_watch(counts: &Transferred, idle: Duration) {
+    if idle.is_zero() {
+        return std::future::pending().await;
+    }
     let period = idle / 2;
     let mut last = counts.total();
     let mut quiet = Duration::ZERO;
@@ -224,21 +258,32 @@ mod splice {
         )
     }
 
-    pub async fn one_way(src: &TcpStream, dst: &TcpStream, tally: &Tally<'_>) -> io::Result<Outcome> {
+    pub async fn one_way(
+        src: &TcpStream,
+        dst: &TcpStream,
+        tally: &Tally<'_>,
+    ) -> io::Result<Outcome> {
         let pipe = match Pipe::get() {
             Ok(p) => p,
             // Out of fds for a pipe: the buffered copy still works with the sockets we have.
             Err(_) => return Ok(Outcome::Unsupported),
         };
-        let mut g = PipeGuard { pipe: Some(pipe), in_pipe: 0 };
+        let mut g = PipeGuard {
+            pipe: Some(pipe),
+            in_pipe: 0,
+        };
         let mut moved_any = false;
         loop {
             // The pipe is empty here, so EAGAIN from the fill can only mean "socket empty"
             // (haproxy: EAGAIN is ambiguous between socket empty and pipe full otherwise).
             let n = loop {
                 src.readable().await?;
-                let Some(pipe) = g.pipe.as_ref() else { return Ok(Outcome::Done) };
-                match src.try_io(Interest::READABLE, || pipe.fill_from(src.as_raw_fd(), PIPE_SIZE)) {
+                let Some(pipe) = g.pipe.as_ref() else {
+                    return Ok(Outcome::Done);
+                };
+                match src.try_io(Interest::READABLE, || {
+                    pipe.fill_from(src.as_raw_fd(), PIPE_SIZE)
+                }) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     Err(e) if !moved_any && unsupported(&e) => return Ok(Outcome::Unsupported),
@@ -254,8 +299,12 @@ mod splice {
             // Drain everything before filling again; EAGAIN here means "socket full".
             while g.in_pipe > 0 {
                 dst.writable().await?;
-                let Some(pipe) = g.pipe.as_ref() else { return Ok(Outcome::Done) };
-                match dst.try_io(Interest::WRITABLE, || pipe.drain_to(dst.as_raw_fd(), g.in_pipe)) {
+                let Some(pipe) = g.pipe.as_ref() else {
+                    return Ok(Outcome::Done);
+                };
+                match dst.try_io(Interest::WRITABLE, || {
+                    pipe.drain_to(dst.as_raw_fd(), g.in_pipe)
+                }) {
                     Ok(m) => {
                         g.in_pipe -= m;
                         tally.add(m);

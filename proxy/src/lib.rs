@@ -2,6 +2,8 @@
 //! up the route snapshot, balance, connect, forward with splice(2). Also the admin HTTP server.
 //! This crate knows nothing of Kubernetes; sources of routes live in `eastwest-control`.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod config;
 pub mod hosts;
 pub mod routes;

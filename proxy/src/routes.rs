@@ -107,8 +107,11 @@ impl RouteTable {
 /// duplicate addresses within a route are kept once.
 #[derive(Debug, Default)]
 pub struct RouteTableBuilder {
-    services: HashMap<Box<str>, Vec<(u16, Box<str>, Vec<SocketAddr>)>>,
+    services: HashMap<Box<str>, Vec<PendingRoute>>,
 }
+
+/// A route being built: port, subset, endpoint addresses.
+type PendingRoute = (u16, Box<str>, Vec<SocketAddr>);
 
 impl RouteTableBuilder {
     pub fn new() -> Self {

@@ -95,7 +95,7 @@ impl Gateway {
         for l in &config.listeners {
             // With port 0 the first socket picks the port; the others must share it.
             let mut addr = l.listen;
-            for w in 0..workers {
+            for per_worker in sockets.iter_mut() {
                 let s = bind(addr).map_err(|e| {
                     io::Error::new(
                         e.kind(),
@@ -103,7 +103,7 @@ impl Gateway {
                     )
                 })?;
                 addr = s.local_addr()?;
-                sockets[w].push(s);
+                per_worker.push(s);
             }
             local_addrs.push(addr);
             ctxs.push(Arc::new(ListenerCtx {

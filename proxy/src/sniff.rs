@@ -25,6 +25,10 @@ thread_local! {
 }
 
 /// What one peek decided.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the SNI is held inline so a connection never allocates for it; Step lives on the stack for one call"
+)]
 enum Step {
     Found(ClientHello),
     Refused(Reason),
@@ -87,3 +91,6 @@ fn peek_and_parse(stream: &TcpStream, max_len: usize, seen: usize) -> io::Result
         })
     })
 }
+
+#[cfg(test)]
+mod tests;

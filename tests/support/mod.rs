@@ -61,7 +61,7 @@ impl Gateway {
         let (tx, logs) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let v = serde_json::from_str(&line).unwrap_or_else(|_| Value::String(line));
+                let v = serde_json::from_str(&line).unwrap_or(Value::String(line));
                 if tx.send(v).is_err() {
                     break;
                 }
@@ -224,5 +224,163 @@ pub fn rustls_client_hello(sni: &str) -> Vec<u8> {
     let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
     let mut out = Vec::new();
     conn.write_tls(&mut out).unwrap();
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for tests/mtls.rs, tests/transfer.rs and tests/idle_cpu.rs: a raw TCP backend, a
+// pseudo-random byte stream with running SHA-256 checksums, and TLS record re-framing.
+// ---------------------------------------------------------------------------------------------
+
+/// The Istio SNI of `west.west.svc.cluster.local:8080` and the cluster key it routes to.
+pub const WEST_SNI: &str = "outbound_.8080_._.west.west.svc.cluster.local";
+pub const WEST_SERVICE: &str = "outbound|8080||west.west.svc.cluster.local";
+
+/// A plain TCP backend on loopback: no TLS, so it sees the client's TLS bytes exactly as the
+/// gateway forwarded them.
+pub struct RawBackend {
+    listener: std::net::TcpListener,
+    pub addr: SocketAddr,
+}
+
+impl RawBackend {
+    pub fn bind() -> RawBackend {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        RawBackend { listener, addr }
+    }
+
+    /// The `--endpoints` value that routes `west.west.svc.cluster.local:8080` here.
+    pub fn west_route(&self) -> String {
+        format!("west.west.svc.cluster.local:8080={}", self.addr)
+    }
+
+    /// The next connection the gateway opens here, failing after [`EVENT_TIMEOUT`] instead of
+    /// hanging. Reads on it also fail after [`EVENT_TIMEOUT`] without progress.
+    pub fn accept(&self) -> TcpStream {
+        let listener = self.listener.try_clone().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(listener.accept());
+        });
+        let (stream, _) = rx
+            .recv_timeout(EVENT_TIMEOUT)
+            .expect("the gateway did not connect to the backend in time")
+            .unwrap();
+        stream.set_read_timeout(Some(EVENT_TIMEOUT)).unwrap();
+        stream
+    }
+}
+
+/// Connects to the gateway with a read timeout of [`EVENT_TIMEOUT`] (a failure bound).
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(EVENT_TIMEOUT)).unwrap();
+    s
+}
+
+/// Writes `bytes` one byte per `write` with Nagle off, so each byte leaves in its own segment.
+pub fn write_bytewise(s: &mut TcpStream, bytes: &[u8]) {
+    s.set_nodelay(true).unwrap();
+    for b in bytes {
+        s.write_all(std::slice::from_ref(b)).unwrap();
+    }
+}
+
+/// xorshift64: a cheap, reproducible pseudo-random byte stream for bulk transfers.
+pub struct Xorshift(u64);
+
+impl Xorshift {
+    pub fn new(seed: u64) -> Xorshift {
+        Xorshift(seed | 1) // the all-zero state is a fixed point
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
+
+/// Bulk writes and reads go in chunks of this size: big enough for few syscalls, small enough
+/// that hundreds of MiB never sit in memory.
+pub const TRANSFER_CHUNK: usize = 256 * 1024;
+
+/// Writes `prefix`, then `len` pseudo-random bytes from `seed` generated chunk by chunk; returns
+/// the SHA-256 of everything written.
+pub fn write_random(
+    w: &mut impl Write,
+    prefix: &[u8],
+    seed: u64,
+    len: u64,
+) -> std::io::Result<[u8; 32]> {
+    use sha2::Digest;
+    let mut sha = sha2::Sha256::new();
+    w.write_all(prefix)?;
+    sha.update(prefix);
+    let mut rng = Xorshift::new(seed);
+    let mut buf = vec![0u8; TRANSFER_CHUNK];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(TRANSFER_CHUNK as u64) as usize;
+        rng.fill(&mut buf[..n]);
+        w.write_all(&buf[..n])?;
+        sha.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(sha.finalize().into())
+}
+
+/// Reads to EOF; returns how many bytes came and their SHA-256.
+pub fn read_hashed(r: &mut impl Read) -> std::io::Result<(u64, [u8; 32])> {
+    use sha2::Digest;
+    let mut sha = sha2::Sha256::new();
+    let mut buf = vec![0u8; TRANSFER_CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok((total, sha.finalize().into()));
+        }
+        sha.update(&buf[..n]);
+        total += n as u64;
+    }
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// Re-frames the TLS handshake records at the start of `wire` (e.g. a one-record ClientHello)
+/// into `records` handshake records of near-equal size with correct headers: the same
+/// handshake bytes to any TLS stack, a different framing on the wire. Panics on anything but
+/// complete handshake records.
+pub fn reframe(wire: &[u8], records: usize) -> Vec<u8> {
+    const HEADER: usize = 5;
+    let version = [wire[1], wire[2]];
+    let mut body = Vec::new();
+    let mut rest = wire;
+    while !rest.is_empty() {
+        assert_eq!(rest[0], 0x16, "not a handshake record");
+        let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+        body.extend_from_slice(&rest[HEADER..HEADER + len]);
+        rest = &rest[HEADER + len..];
+    }
+    assert!(records >= 1 && records <= body.len(), "{records} records");
+    let mut out = Vec::with_capacity(body.len() + records * HEADER);
+    for i in 0..records {
+        let chunk = &body[i * body.len() / records..(i + 1) * body.len() / records];
+        out.push(0x16);
+        out.extend_from_slice(&version);
+        out.extend_from_slice(&u16::try_from(chunk.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(chunk);
+    }
     out
 }
