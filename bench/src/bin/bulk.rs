@@ -1,0 +1,91 @@
+//! A first bulk-throughput probe: one connection through a running `eastwest` binary, client →
+//! gateway → sink, reporting throughput and the gateway's CPU seconds per GiB for each forward
+//! mode. The full harness against haproxy, nginx and sniproxy is issue 6.
+//!
+//! `cargo build --release && cargo run --release -p eastwest-bench --bin bulk -- [GIB]`
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A ClientHello prefix is all the gateway needs to route; the rest is opaque bytes to it.
+const HELLO: &[u8] = include_bytes!("../../../proxy/tests/data/openssl_client_hello.bin");
+const CHUNK: usize = 256 * 1024;
+
+fn main() {
+    let gib: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(4);
+    let bin = std::env::var("EASTWEST_BIN").unwrap_or_else(|_| "target/release/eastwest".into());
+    println!("bulk: {gib} GiB, one connection, eastwest at {bin}");
+    for mode in ["auto", "copy"] {
+        let (secs, cpu) = run(&bin, mode, gib << 30);
+        println!(
+            "  forward={mode:<5} {:>6.2} GiB/s   gateway CPU {:>5.3} s/GiB",
+            gib as f64 / secs,
+            cpu / gib as f64
+        );
+    }
+}
+
+fn run(bin: &str, mode: &str, bytes: u64) -> (f64, f64) {
+    let sink = TcpListener::bind("127.0.0.1:0").expect("bind sink");
+    // The captured hello names `west.west.svc.cluster.local`: a plain DNS name, routed to port 443.
+    let route = format!("west.west.svc.cluster.local:443={}", sink.local_addr().expect("addr"));
+    let mut child = Command::new(bin)
+        .args(["run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--workers", "1"])
+        .args(["--log-format", "json", "--forward", mode, "--hosts", "*", "--endpoints", &route])
+        .env("RUST_LOG", "info,eastwest::access=off")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn eastwest");
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut addr: Option<SocketAddr> = None;
+    for line in stderr.lines().map_while(Result::ok) {
+        if line.contains("\"listening\"") {
+            let v = line.split("\"addr\":\"").nth(1).and_then(|r| r.split('"').next());
+            addr = v.and_then(|a| a.parse().ok());
+            break;
+        }
+    }
+    let addr = addr.expect("gateway address");
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = sink.accept().expect("accept");
+        let mut buf = vec![0u8; CHUNK];
+        let mut n = 0u64;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return n,
+                Ok(k) => n += k as u64,
+            }
+        }
+    });
+    let cpu0 = cpu_seconds(child.id());
+    let t0 = Instant::now();
+    let mut c = TcpStream::connect(addr).expect("connect");
+    c.write_all(HELLO).expect("hello");
+    let buf = vec![0x5au8; CHUNK];
+    let mut left = bytes;
+    while left > 0 {
+        let k = left.min(CHUNK as u64) as usize;
+        c.write_all(&buf[..k]).expect("write");
+        left -= k as u64;
+    }
+    c.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    let got = reader.join().expect("sink");
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(child.id()) - cpu0;
+    assert_eq!(got, bytes + HELLO.len() as u64, "bytes lost");
+    let _ = child.kill();
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_millis(50));
+    (secs, cpu)
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
