@@ -167,6 +167,8 @@ fn parse_addr(s: &str) -> Result<SocketAddr> {
 }
 
 async fn serve(settings: Settings) -> Result<()> {
+    // Signal handlers first: a SIGTERM that lands while the workers start must drain, not kill.
+    let signals = Signals::new()?;
     let metrics = Arc::new(Metrics::new());
     let routes = Routes::new();
     let source = start_source(&settings, &routes, &metrics)?;
@@ -207,7 +209,7 @@ async fn serve(settings: Settings) -> Result<()> {
         }))
     });
 
-    let signal = wait_for_signal().await?;
+    let signal = signals.recv().await;
     tracing::info!(
         signal,
         ?drain,
@@ -264,12 +266,25 @@ fn log_table(routes: &Routes, file: Option<&Path>) {
     }
 }
 
-async fn wait_for_signal() -> Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT, watched from before anything listens.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+        })
+    }
+
+    async fn recv(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }

@@ -216,13 +216,19 @@ impl Metrics {
         let l = ListenerLabel {
             listener: name.to_string(),
         };
-        let per_reason = |fam: &Family<ReasonLabels, Counter>| {
+        // Every reason has a slot so recording is an index; only the series that can move
+        // are created (a refusal counter for `closed` would be noise on every scrape).
+        let per_reason = |fam: &Family<ReasonLabels, Counter>, refusals_only: bool| {
             Reason::ALL.map(|r| {
-                fam.get_or_create(&ReasonLabels {
+                let labels = ReasonLabels {
                     listener: name.to_string(),
                     reason: r.as_str(),
-                })
-                .clone()
+                };
+                if refusals_only && !r.is_refusal() {
+                    Counter::default()
+                } else {
+                    fam.get_or_create(&labels).clone()
+                }
             })
         };
         let dir = |d| {
@@ -236,8 +242,8 @@ impl Metrics {
         Arc::new(ListenerMetrics {
             accepted: self.accepted.get_or_create(&l).clone(),
             active: self.active.get_or_create(&l).clone(),
-            closed: per_reason(&self.closed),
-            refused: per_reason(&self.refused),
+            closed: per_reason(&self.closed, false),
+            refused: per_reason(&self.refused, true),
             bytes_upstream: dir("upstream"),
             bytes_downstream: dir("downstream"),
             connect_failures: self.connect_failures.get_or_create(&l).clone(),

@@ -35,7 +35,7 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// What the admin server reports and the signal handler drives.
 #[derive(Debug, Default)]
 pub struct Lifecycle {
-    /// Set once every worker is accepting on every listener.
+    /// Set once every worker is accepting on every listener (before [`Gateway::start`] returns).
     pub serving: AtomicBool,
     /// Set on SIGTERM/SIGINT: readiness fails, listeners close.
     pub draining: AtomicBool,
@@ -115,18 +115,29 @@ impl Gateway {
             }));
         }
         let (phase, phase_rx) = watch::channel(Phase::Serving);
-        let started = Arc::new(AtomicUsize::new(0));
+        // Each worker reports once its accept loops run; start returns only after all have, so
+        // "listening" in the log and readiness mean the same thing.
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<bool>();
         let mut handles = Vec::new();
         for (w, socks) in sockets.into_iter().enumerate() {
             let ctxs = ctxs.clone();
             let rx = phase_rx.clone();
-            let started = started.clone();
-            let lc = lifecycle.clone();
+            let started = started_tx.clone();
             let h = std::thread::Builder::new()
                 .name(format!("eastwest-worker-{w}"))
-                .spawn(move || worker(socks, ctxs, rx, started, workers, lc))?;
+                .spawn(move || worker(socks, ctxs, rx, started))?;
             handles.push(h);
         }
+        drop(started_tx);
+        let up = started_rx.iter().take(workers).filter(|ok| *ok).count();
+        if up < workers {
+            let _ = phase.send(Phase::Stop);
+            return Err(io::Error::other(format!(
+                "{} of {workers} workers failed to start (see the log)",
+                workers - up
+            )));
+        }
+        lifecycle.serving.store(true, Ordering::Relaxed);
         Ok(Gateway {
             workers: handles,
             phase,
@@ -188,9 +199,7 @@ fn worker(
     sockets: Vec<std::net::TcpListener>,
     ctxs: Vec<Arc<ListenerCtx>>,
     phase: watch::Receiver<Phase>,
-    started: Arc<AtomicUsize>,
-    workers: usize,
-    lifecycle: Arc<Lifecycle>,
+    started: std::sync::mpsc::Sender<bool>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -199,6 +208,7 @@ fn worker(
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start a worker runtime: {e}");
+            let _ = started.send(false);
             return;
         }
     };
@@ -209,14 +219,13 @@ fn worker(
                 Ok(l) => l,
                 Err(e) => {
                     tracing::error!(listener = ctx.cfg.name, "cannot register listener: {e}");
+                    let _ = started.send(false);
                     return;
                 }
             };
             accept_loops.push(tokio::spawn(accept_loop(listener, ctx, phase.clone())));
         }
-        if started.fetch_add(1, Ordering::AcqRel) + 1 == workers {
-            lifecycle.serving.store(true, Ordering::Relaxed);
-        }
+        let _ = started.send(true);
         for a in accept_loops {
             let _ = a.await;
         }

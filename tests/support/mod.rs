@@ -36,7 +36,10 @@ impl Gateway {
     pub fn start(args: &[&str]) -> Gateway {
         let mut cmd = Command::new(bin());
         cmd.arg("run");
-        let has = |flag: &str| args.iter().any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
+        let has = |flag: &str| {
+            args.iter()
+                .any(|a| *a == flag || a.starts_with(&format!("{flag}=")))
+        };
         if !has("--listen") && !has("--config") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
@@ -86,7 +89,11 @@ impl Gateway {
             .filter(|v| v["message"] == "listening")
             .map(|v| v["addr"].as_str().unwrap().parse().unwrap())
             .collect();
-        let admin = gw.seen.iter().find(|v| v["message"] == "admin listening").unwrap();
+        let admin = gw
+            .seen
+            .iter()
+            .find(|v| v["message"] == "admin listening")
+            .unwrap();
         gw.admin = admin["addr"].as_str().unwrap().parse().unwrap();
         gw
     }
@@ -168,7 +175,9 @@ impl Gateway {
             // Drain logs while waiting so the child never blocks on a full stderr pipe.
             match self.logs.recv_timeout(Duration::from_millis(50)) {
                 Ok(v) => self.seen.push(v),
-                Err(_) if Instant::now() > deadline => panic!("eastwest did not exit:\n{}", self.dump()),
+                Err(_) if Instant::now() > deadline => {
+                    panic!("eastwest did not exit:\n{}", self.dump())
+                }
                 Err(_) => {}
             }
         }
@@ -198,7 +207,11 @@ impl Drop for Gateway {
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect admin");
     s.set_read_timeout(Some(EVENT_TIMEOUT)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let status = resp
@@ -206,7 +219,10 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -383,4 +399,231 @@ pub fn reframe(wire: &[u8], records: usize) -> Vec<u8> {
         out.extend_from_slice(chunk);
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for tests/refusals.rs, tests/failover.rs, tests/drain.rs and tests/cli.rs: an upstream
+// whose accept queue can be checked (to prove no byte reached it), an address that refuses
+// connections, bounded polling of admin state, and the "a good connection still routes" and
+// "this connection was refused" checks.
+// ---------------------------------------------------------------------------------------------
+
+/// A raw TCP upstream on loopback. Unlike [`RawBackend`] it never accepts behind the test's
+/// back, so an empty accept queue proves that the gateway made no connection to it: the
+/// gateway connects before it writes a connection's access line, so once a refusal's line is
+/// in, a connection that had been made would already be queued here.
+pub struct Upstream {
+    listener: std::net::TcpListener,
+}
+
+impl Upstream {
+    pub fn bind() -> Upstream {
+        Upstream::bind_at("127.0.0.1:0".parse().unwrap())
+    }
+
+    /// Listens on `addr`, e.g. again on the port of a [`RefusingAddr`] just dropped.
+    pub fn bind_at(addr: SocketAddr) -> Upstream {
+        let listener =
+            std::net::TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        listener.set_nonblocking(true).unwrap();
+        Upstream { listener }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap()
+    }
+
+    /// The next connection, waiting at most [`EVENT_TIMEOUT`]; reads on it are bounded too.
+    pub fn accept(&self) -> TcpStream {
+        Upstream::accept_any(&[self]).1
+    }
+
+    /// The next connection to any of `upstreams` (waiting at most [`EVENT_TIMEOUT`]) and the
+    /// index of the one it reached.
+    pub fn accept_any(upstreams: &[&Upstream]) -> (usize, TcpStream) {
+        use std::os::fd::AsRawFd;
+        let mut fds: Vec<libc::pollfd> = upstreams
+            .iter()
+            .map(|u| libc::pollfd {
+                fd: u.listener.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // SAFETY: `fds` is a live array of `fds.len()` pollfds for the whole call.
+            let n = unsafe {
+                libc::poll(
+                    fds.as_mut_ptr(),
+                    fds.len() as libc::nfds_t,
+                    left.as_millis() as i32,
+                )
+            };
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            assert!(n >= 0, "poll: {}", std::io::Error::last_os_error());
+            let addrs: Vec<_> = upstreams.iter().map(|u| u.addr()).collect();
+            assert!(
+                n > 0,
+                "no connection reached {addrs:?} within {EVENT_TIMEOUT:?}"
+            );
+            let i = fds.iter().position(|p| p.revents != 0).unwrap();
+            let (stream, _) = upstreams[i].listener.accept().unwrap();
+            stream.set_nonblocking(false).unwrap();
+            stream.set_read_timeout(Some(EVENT_TIMEOUT)).unwrap();
+            return (i, stream);
+        }
+    }
+
+    /// Panics if a connection is waiting to be accepted.
+    pub fn assert_no_connection(&self, context: &str) {
+        match self.listener.accept() {
+            Ok((_, from)) => panic!(
+                "{context}: upstream {} got a connection from {from}",
+                self.addr()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("accept on {}: {e}", self.addr()),
+        }
+    }
+}
+
+/// A loopback address that refuses connections: a socket bound to a port but not listening.
+/// Holding the port (rather than binding a listener and dropping it) keeps it from being taken
+/// meanwhile by another test's listener, or by an outgoing connect as its source port, which on
+/// loopback can then connect to itself. Drop it to free the port.
+pub struct RefusingAddr {
+    _socket: std::os::fd::OwnedFd,
+    pub addr: SocketAddr,
+}
+
+impl RefusingAddr {
+    pub fn new() -> RefusingAddr {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        // SAFETY: plain socket(2); the returned descriptor is checked and then owned by `OwnedFd`.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+            },
+            sin_zero: [0; 8],
+        };
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: `sin` is a valid sockaddr_in and `len` its size, for bind and getsockname.
+        let rc = unsafe { libc::bind(socket.as_raw_fd(), (&raw const sin).cast(), len) };
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        // SAFETY: as above; getsockname writes at most `len` bytes into `sin`.
+        let rc = unsafe { libc::getsockname(socket.as_raw_fd(), (&raw mut sin).cast(), &mut len) };
+        assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
+        let addr = SocketAddr::from(([127, 0, 0, 1], u16::from_be(sin.sin_port)));
+        RefusingAddr {
+            _socket: socket,
+            addr,
+        }
+    }
+}
+
+/// Checks `cond` every 20 ms until it holds, failing after [`EVENT_TIMEOUT`]. Only for state
+/// that no log line marks (admin endpoints, gauges); the pause is a polling interval.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "not true within {EVENT_TIMEOUT:?}: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Writes `bytes`; a refusal may already have closed the connection, so a reset or a broken pipe
+/// is not an error here (the caller asserts on how the connection ended).
+pub fn send_tolerating_close(stream: &mut TcpStream, bytes: &[u8]) {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset};
+    match stream.write_all(bytes) {
+        Ok(()) => {}
+        Err(e) if matches!(e.kind(), BrokenPipe | ConnectionReset) => {}
+        Err(e) => panic!("write: {e}"),
+    }
+}
+
+/// Reads until the peer closes (EOF or reset) and returns what arrived; fails if the connection
+/// is still open after [`EVENT_TIMEOUT`] (the stream must have that read timeout, as
+/// [`connect`] and [`Upstream::accept`] set).
+pub fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return got,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("connection not closed (read: {e}); got {} bytes", got.len()),
+        }
+    }
+}
+
+/// A good connection through `gw`: a real ClientHello for `sni` reaches one of `upstreams` byte
+/// for byte, a byte comes back, both sides close, and the access line says `closed` with that
+/// upstream as `dst.addr`. Returns the index of the upstream reached.
+pub fn forwards_to_one_of(gw: &mut Gateway, upstreams: &[&Upstream], sni: &str) -> usize {
+    let hello = rustls_client_hello(sni);
+    let mut client = connect(gw.addr());
+    client.write_all(&hello).unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let (i, mut up) = Upstream::accept_any(upstreams);
+    assert_eq!(
+        read_until_closed(&mut up),
+        hello,
+        "the upstream must get the hello untouched"
+    );
+    up.write_all(b"!").unwrap();
+    drop(up);
+    assert_eq!(
+        read_until_closed(&mut client),
+        b"!",
+        "the upstream's byte must come back"
+    );
+    let line = gw.wait_access();
+    assert_eq!(line["reason"], "closed", "{line}");
+    assert_eq!(line["sni"], sni, "{line}");
+    assert_eq!(line["dst.addr"], upstreams[i].addr().to_string(), "{line}");
+    i
+}
+
+/// [`forwards_to_one_of`] with one upstream.
+pub fn assert_forwards(gw: &mut Gateway, upstream: &Upstream, sni: &str) {
+    forwards_to_one_of(gw, &[upstream], sni);
+}
+
+/// Opens a connection, lets `send` write on it, and asserts the gateway refused it with
+/// `reason`: closed with nothing sent back, and an access line with that reason, no upstream
+/// and no bytes forwarded. Returns the access line.
+pub fn assert_refused(gw: &mut Gateway, reason: &str, send: impl FnOnce(&mut TcpStream)) -> Value {
+    let mut client = connect(gw.addr());
+    send(&mut client);
+    let back = read_until_closed(&mut client);
+    assert!(
+        back.is_empty(),
+        "{reason}: the client got {} bytes back",
+        back.len()
+    );
+    let line = gw.wait_access();
+    assert_eq!(line["reason"], reason, "{line}");
+    assert!(
+        line["dst.addr"].is_null(),
+        "a refusal has no upstream: {line}"
+    );
+    assert_eq!(line["bytes_sent"], 0, "{line}");
+    assert_eq!(line["bytes_received"], 0, "{line}");
+    line
 }
