@@ -194,6 +194,10 @@ async fn demo() -> Result<bool> {
         &west_gw.metrics,
         "eastwest_upstream_connect_failures_total{listener=\"tls\"}",
     );
+    let ejections = metric(
+        &west_gw.metrics,
+        "eastwest_endpoint_ejections_total{listener=\"tls\"}",
+    );
     c.check(
         ok == CALLS,
         format!("{ok}/{CALLS} calls succeeded, none failed"),
@@ -201,7 +205,8 @@ async fn demo() -> Result<bool> {
     c.check(
         west1.served() == before && replicas.keys().all(|r| r == "west-0"),
         format!(
-            "west-1 received no traffic: {} (the gateway retried {failures} refused connect(s) on west-0)",
+            "west-1 received no traffic: {}; the gateway retried its {failures} refused \
+             connect(s) on west-0 and ejected it ({ejections} ejection)",
             counts(&replicas)
         ),
     );
