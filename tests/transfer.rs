@@ -64,6 +64,9 @@ fn bulk_both_ways(forward: &str) {
     assert_eq!(line["dst.service"], WEST_SERVICE, "{line}");
     assert_eq!(line["bytes_sent"], upstream, "{line}");
     assert_eq!(line["bytes_received"], BULK, "{line}");
+    // Which path moved the bytes: splice(2) on Linux unless the buffered copy was asked for.
+    let path = if forward == "copy" { "copy" } else { "splice" };
+    assert_eq!(line["forward"], path, "{line}");
     let bytes = |dir: &str| {
         gw.metric(&format!(
             "eastwest_bytes_total{{listener=\"tls\",direction=\"{dir}\"}}"

@@ -78,6 +78,7 @@ impl<'a> ConnRecord<'a> {
             sni,
             dst.service = %cluster,
             dst.addr = self.upstream.map(tracing::field::display),
+            forward = self.upstream.map(|_| self.transferred.path()),
             bytes_sent = up,
             bytes_received = down,
             duration_ms = self.start.elapsed().as_millis() as u64,

@@ -5,7 +5,7 @@
 
 use std::io;
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -28,6 +28,20 @@ const COPY_BUF_MAX: usize = 256 * 1024;
 pub struct Transferred {
     pub upstream: AtomicU64,
     pub downstream: AtomicU64,
+    /// Set when a direction used the buffered copy rather than splice(2) (the access log's
+    /// `forward` field says which path moved the bytes).
+    pub copied: AtomicBool,
+}
+
+impl Transferred {
+    /// `"splice"` or `"copy"`: the path that moved this connection's bytes.
+    pub fn path(&self) -> &'static str {
+        if self.copied.load(Ordering::Relaxed) {
+            "copy"
+        } else {
+            "splice"
+        }
+    }
 }
 
 impl Transferred {
@@ -41,6 +55,7 @@ impl Transferred {
 struct Tally<'a> {
     conn: &'a AtomicU64,
     metric: &'a Counter,
+    copied: &'a AtomicBool,
 }
 
 impl Tally<'_> {
@@ -71,6 +86,7 @@ pub async fn forward(
         Tally {
             conn: &counts.upstream,
             metric: up_metric,
+            copied: &counts.copied,
         },
     );
     let down = one_way(
@@ -80,6 +96,7 @@ pub async fn forward(
         Tally {
             conn: &counts.downstream,
             metric: down_metric,
+            copied: &counts.copied,
         },
     );
     let both = async { tokio::try_join!(up, down) };
@@ -109,6 +126,7 @@ where
         Tally {
             conn: &counts.upstream,
             metric: &sink,
+            copied: &counts.copied,
         },
     );
     let down = copy_one_way(
@@ -117,6 +135,7 @@ where
         Tally {
             conn: &counts.downstream,
             metric: &sink,
+            copied: &counts.copied,
         },
     );
     tokio::select! {
@@ -181,6 +200,7 @@ async fn one_way(
     }
     #[cfg(not(target_os = "linux"))]
     let _ = mode;
+    tally.copied.store(true, Ordering::Relaxed);
     copy_one_way(src, dst, tally).await
 }
 
@@ -200,9 +220,17 @@ where
                 other => other,
             };
         }
-        dst.write_all(&buf[..n]).await?;
+        // Count each write as it lands, so a reset half-way still leaves an exact count.
+        let mut written = 0;
+        while written < n {
+            let k = dst.write(&buf[written..n]).await?;
+            if k == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            written += k;
+            tally.add(k);
+        }
         dst.flush().await?;
-        tally.add(n);
         if n == buf.len() && buf.len() < COPY_BUF_MAX {
             buf.resize((buf.len() * 4).min(COPY_BUF_MAX), 0);
         }
