@@ -34,19 +34,27 @@ fn run(bin: &str, mode: &str, bytes: u64) -> (f64, f64) {
     let mut child = Command::new(bin)
         .args(["run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--workers", "1"])
         .args(["--log-format", "json", "--forward", mode, "--hosts", "*", "--endpoints", &route])
-        .env("RUST_LOG", "info,eastwest::access=off")
+        .env("RUST_LOG", std::env::var("BULK_LOG").unwrap_or_else(|_| "info,eastwest::access=off".into()))
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn eastwest");
+    // Keep reading the gateway's log after its address is known, so it never blocks or breaks
+    // on a full or closed pipe; print it when BULK_LOG asks for it.
     let stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut addr: Option<SocketAddr> = None;
-    for line in stderr.lines().map_while(Result::ok) {
-        if line.contains("\"listening\"") {
-            let v = line.split("\"addr\":\"").nth(1).and_then(|r| r.split('"').next());
-            addr = v.and_then(|a| a.parse().ok());
-            break;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let echo = std::env::var("BULK_LOG").is_ok();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if echo {
+                eprintln!("{line}");
+            }
+            if line.contains("\"listening\"") {
+                let v = line.split("\"addr\":\"").nth(1).and_then(|r| r.split('"').next());
+                let _ = tx.send(v.and_then(|a| a.parse::<SocketAddr>().ok()));
+            }
         }
-    }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(10)).ok().flatten();
     let addr = addr.expect("gateway address");
     let reader = std::thread::spawn(move || {
         let (mut s, _) = sink.accept().expect("accept");
