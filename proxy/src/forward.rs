@@ -291,38 +291,40 @@ mod splice {
         dst: &TcpStream,
         tally: &Tally<'_>,
     ) -> io::Result<Outcome> {
-        let pipe = match Pipe::get() {
-            Ok(p) => p,
-            // Out of fds for a pipe: the buffered copy still works with the sockets we have.
-            Err(_) => return Ok(Outcome::Unsupported),
-        };
-        let mut g = PipeGuard {
-            pipe: Some(pipe),
-            in_pipe: 0,
-        };
-        let mut moved_any = false;
         loop {
-            // The pipe is empty here, so EAGAIN from the fill can only mean "socket empty"
-            // (haproxy: EAGAIN is ambiguous between socket empty and pipe full otherwise).
-            let n = loop {
-                src.readable().await?;
-                let Some(pipe) = g.pipe.as_ref() else {
-                    return Ok(Outcome::Done);
-                };
-                match src.try_io(Interest::READABLE, || {
-                    pipe.fill_from(src.as_raw_fd(), PIPE_SIZE)
-                }) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) if !moved_any && unsupported(&e) => return Ok(Outcome::Unsupported),
-                    Err(e) => return Err(e),
-                }
+            src.readable().await?;
+            // Take a pipe only now that there is something to move, and give it back once it
+            // is empty again (haproxy does the same): an idle connection holds no pipe, so
+            // pipes (two fds and up to PIPE_SIZE of kernel memory each) scale with transfers in
+            // flight, not with open connections.
+            let mut g = match Pipe::get() {
+                Ok(p) => PipeGuard {
+                    pipe: Some(p),
+                    in_pipe: 0,
+                },
+                // Out of fds for a pipe: the buffered copy still works with the sockets we
+                // have, and nothing is in a pipe, so switching loses nothing.
+                Err(_) => return Ok(Outcome::Unsupported),
+            };
+            let Some(pipe) = g.pipe.as_ref() else {
+                return Ok(Outcome::Done);
+            };
+            // The pipe is empty, so EAGAIN from the fill can only mean "socket empty" (haproxy:
+            // EAGAIN is ambiguous between socket empty and pipe full otherwise).
+            let n = match src.try_io(Interest::READABLE, || {
+                pipe.fill_from(src.as_raw_fd(), PIPE_SIZE)
+            }) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                // splice(2) refuses this pair of fds; the pipe is empty, so the buffered copy
+                // can take over from here without losing a byte.
+                Err(e) if unsupported(&e) => return Ok(Outcome::Unsupported),
+                Err(e) => return Err(e),
             };
             if n == 0 {
                 shutdown_write(dst)?;
                 return Ok(Outcome::Done);
             }
-            moved_any = true;
             g.in_pipe = n;
             // Drain everything before filling again; EAGAIN here means "socket full".
             while g.in_pipe > 0 {
@@ -341,6 +343,7 @@ mod splice {
                     Err(e) => return Err(e),
                 }
             }
+            drop(g);
             // Bound the burst: a connection that always has data must still let the worker's
             // other connections run.
             tokio::task::consume_budget().await;
