@@ -346,7 +346,7 @@ async fn copy_survives_partial_io_and_spurious_pending() {
 
 // --- forward over real sockets -----------------------------------------------------------------
 
-/// Pipes in this thread's pool: after a clean splice forward both of its pipes are back, empty.
+/// Pipes in this thread's pool: after a clean splice forward every pipe it took is back, empty.
 #[cfg(target_os = "linux")]
 fn pooled() -> usize {
     crate::sys::pooled_pipes()
@@ -463,11 +463,14 @@ async fn forward_reset_is_a_normal_end_and_bytes_are_counted() {
 // tests take no wall time and their timings are exact. Real sockets work with it because loopback
 // delivery completes inside the sending syscall: a byte written wakes its reader at the IO
 // driver's next poll, and a wake-up of the test's own future stops the clock from jumping. The
-// sockets are set up before any timer exists, so the clock cannot jump during a connect. There is
-// no failure bound here (in paused time it would fire whenever the test waits on a socket with
-// no other timer pending), so a bug here shows as a hang, not a failure.
+// sockets are set up before any timer exists, so the clock cannot jump during a connect.
+// Failure bounds (`VIRTUAL_BOUND`) wrap only `forward` itself: while it runs its watchdog always
+// has an earlier timer, so the bound fires only when that much virtual time has passed, never
+// because the test is waiting on a socket.
 
 const IDLE: Duration = Duration::from_millis(200);
+/// Virtual time: reaching it costs a few thousand clock jumps, not an hour.
+const VIRTUAL_BOUND: Duration = Duration::from_secs(3600);
 
 /// Documented: a silent connection closes between 1× and 1.5× the idle timeout.
 fn assert_idle_window(waited: Duration) {
@@ -483,7 +486,8 @@ async fn copy_silent_connection_times_out() {
     let (b, _upstream) = tokio::io::duplex(DUPLEX_CAP);
     let counts = Transferred::default();
     let start = Instant::now();
-    assert_eq!(forward_copy(a, b, IDLE, &counts).await, Reason::IdleTimeout);
+    let reason = timeout(VIRTUAL_BOUND, forward_copy(a, b, IDLE, &counts)).await;
+    assert_eq!(reason.unwrap(), Reason::IdleTimeout);
     assert_idle_window(start.elapsed());
 }
 
@@ -493,8 +497,8 @@ async fn forward_silent_connection_times_out() {
         let (_client, mut a, mut b, _upstream) = sockets().await;
         let counts = Counts::default();
         let start = Instant::now();
-        let reason = counts.forward(&mut a, &mut b, mode, IDLE).await;
-        assert_eq!(reason, Reason::IdleTimeout, "{mode:?}");
+        let reason = timeout(VIRTUAL_BOUND, counts.forward(&mut a, &mut b, mode, IDLE)).await;
+        assert_eq!(reason.unwrap(), Reason::IdleTimeout, "{mode:?}");
         assert_idle_window(start.elapsed());
         assert_eq!(counts.bytes(), (0, 0), "{mode:?}");
     }
@@ -518,13 +522,9 @@ async fn forward_traffic_keeps_the_connection_open() {
                 }
                 Instant::now()
             };
-            let reader = async {
-                let mut got = [0u8; BYTES];
-                upstream.read_exact(&mut got).await.unwrap();
-                assert_eq!(got, [b'x'; BYTES]);
-            };
-            let (reason, last_write, ()) =
-                tokio::join!(counts.forward(&mut a, &mut b, mode, IDLE), writer, reader);
+            let forward = timeout(VIRTUAL_BOUND, counts.forward(&mut a, &mut b, mode, IDLE));
+            let (reason, last_write) = tokio::join!(forward, writer);
+            let reason = reason.unwrap();
             let what = format!("{mode:?}, a byte every {spacing:?}");
             // Open through all the traffic (BYTES × spacing, many timeouts), closed only once
             // it stopped. The close is due by 1.5× the timeout after the last byte; 2× leaves
@@ -537,6 +537,9 @@ async fn forward_traffic_keeps_the_connection_open() {
                 quiet >= IDLE && quiet <= IDLE * 2,
                 "{what}: closed {quiet:?} after the last byte"
             );
+            let mut got = [0u8; BYTES];
+            upstream.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, [b'x'; BYTES], "{what}");
         }
     }
 }
