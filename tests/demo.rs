@@ -6,7 +6,10 @@ use std::process::Command;
 
 #[test]
 fn demo_runs_and_every_check_holds() {
-    let out = Command::new(support::bin()).arg("demo").output().expect("run demo");
+    let out = Command::new(support::bin())
+        .arg("demo")
+        .output()
+        .expect("run demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -22,6 +25,9 @@ fn demo_runs_and_every_check_holds() {
         "refused by the gateway (reason host_not_exposed)",
         "all checks passed",
     ] {
-        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
     }
 }

@@ -35,7 +35,10 @@ fn parse(c: &mut Criterion) {
         ("post_quantum", PQ_HELLO),
         ("post_quantum_4_records", &multi[..]),
     ] {
-        assert!(matches!(sni::parse(bytes, MAX), Ok(Ok(_))), "{label} must parse");
+        assert!(
+            matches!(sni::parse(bytes, MAX), Ok(Ok(_))),
+            "{label} must parse"
+        );
         g.bench_with_input(BenchmarkId::from_parameter(label), bytes, |b, bytes| {
             b.iter(|| sni::parse(black_box(bytes), MAX))
         });
@@ -46,7 +49,12 @@ fn parse(c: &mut Criterion) {
 fn naming(c: &mut Criterion) {
     let hosts = HostPatterns::parse(&["*.local", "api.example.com"]).expect("patterns");
     c.bench_function("istio_name_resolve", |b| {
-        b.iter(|| name::resolve(black_box("outbound_.8080_.v1_.west.west.svc.cluster.local"), 443))
+        b.iter(|| {
+            name::resolve(
+                black_box("outbound_.8080_.v1_.west.west.svc.cluster.local"),
+                443,
+            )
+        })
     });
     c.bench_function("host_pattern_match", |b| {
         b.iter(|| hosts.matches(black_box("west.west.svc.cluster.local")))
@@ -62,7 +70,12 @@ fn routes(c: &mut Criterion) {
     for n in [10usize, 10_000, 100_000] {
         let mut b = RouteTableBuilder::new();
         for i in 0..n {
-            b.add(&format!("svc-{i}.ns.svc.cluster.local"), 8080, "", (0..3).map(|k| addr(i * 3 + k)));
+            b.add(
+                &format!("svc-{i}.ns.svc.cluster.local"),
+                8080,
+                "",
+                (0..3).map(|k| addr(i * 3 + k)),
+            );
         }
         let table = b.build(None);
         let host = format!("svc-{}.ns.svc.cluster.local", n / 2);
@@ -81,7 +94,12 @@ fn routes(c: &mut Criterion) {
         bench.iter(|| {
             let mut b = RouteTableBuilder::new();
             for i in 0..10_000 {
-                b.add(&format!("svc-{i}.ns.svc.cluster.local"), 8080, "", (0..10).map(|k| addr(i * 10 + k)));
+                b.add(
+                    &format!("svc-{i}.ns.svc.cluster.local"),
+                    8080,
+                    "",
+                    (0..10).map(|k| addr(i * 10 + k)),
+                );
             }
             b.build(None)
         })

@@ -4,18 +4,18 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
-pub mod config;
-pub mod hosts;
-pub mod routes;
-pub mod sni;
 pub mod admin;
 pub mod balance;
 pub mod clock;
+pub mod config;
 pub mod conn;
 pub mod forward;
+pub mod hosts;
 pub mod metrics;
 pub mod name;
 pub mod reason;
+pub mod routes;
 pub mod server;
+pub mod sni;
 pub mod sniff;
 mod sys;

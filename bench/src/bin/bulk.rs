@@ -14,7 +14,10 @@ const HELLO: &[u8] = include_bytes!("../../../proxy/tests/data/openssl_client_he
 const CHUNK: usize = 256 * 1024;
 
 fn main() {
-    let gib: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(4);
+    let gib: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(4);
     let bin = std::env::var("EASTWEST_BIN").unwrap_or_else(|_| "target/release/eastwest".into());
     println!("bulk: {gib} GiB, one connection, eastwest at {bin}");
     for mode in ["auto", "copy"] {
@@ -30,11 +33,34 @@ fn main() {
 fn run(bin: &str, mode: &str, bytes: u64) -> (f64, f64) {
     let sink = TcpListener::bind("127.0.0.1:0").expect("bind sink");
     // The captured hello names `west.west.svc.cluster.local`: a plain DNS name, routed to port 443.
-    let route = format!("west.west.svc.cluster.local:443={}", sink.local_addr().expect("addr"));
+    let route = format!(
+        "west.west.svc.cluster.local:443={}",
+        sink.local_addr().expect("addr")
+    );
     let mut child = Command::new(bin)
-        .args(["run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--workers", "1"])
-        .args(["--log-format", "json", "--forward", mode, "--hosts", "*", "--endpoints", &route])
-        .env("RUST_LOG", std::env::var("BULK_LOG").unwrap_or_else(|_| "info,eastwest::access=off".into()))
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+        ])
+        .args([
+            "--log-format",
+            "json",
+            "--forward",
+            mode,
+            "--hosts",
+            "*",
+            "--endpoints",
+            &route,
+        ])
+        .env(
+            "RUST_LOG",
+            std::env::var("BULK_LOG").unwrap_or_else(|_| "info,eastwest::access=off".into()),
+        )
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn eastwest");
@@ -49,7 +75,10 @@ fn run(bin: &str, mode: &str, bytes: u64) -> (f64, f64) {
                 eprintln!("{line}");
             }
             if line.contains("\"listening\"") {
-                let v = line.split("\"addr\":\"").nth(1).and_then(|r| r.split('"').next());
+                let v = line
+                    .split("\"addr\":\"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next());
                 let _ = tx.send(v.and_then(|a| a.parse::<SocketAddr>().ok()));
             }
         }

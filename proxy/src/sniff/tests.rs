@@ -187,17 +187,11 @@ async fn hello_over_max_len_is_too_large() {
     assert_eq!(res, Err(Reason::ClientHelloTooLarge));
 }
 
-/// CPU time used by the calling thread (user + system).
+/// CPU time used by the calling thread (user + system); the syscall lives in `sys`, the crate's
+/// one module with `unsafe`.
 #[cfg(target_os = "linux")]
 fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for clock_gettime to fill; test-only.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime: {}", io::Error::last_os_error());
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    crate::sys::thread_cpu_time().expect("clock_gettime")
 }
 
 /// The client sends half a hello, then nothing for `WAIT`, then the rest. The sniff runs alone
