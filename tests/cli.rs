@@ -270,3 +270,36 @@ fn environment_variables_configure_endpoints_and_hosts() {
     });
     c.assert_no_connection("a host outside EASTWEST_HOSTS");
 }
+
+/// A bad services file or `--endpoints` value stops the start with the file:line or the flag;
+/// the gateway never starts on a table it could not read.
+#[test]
+fn a_bad_route_source_at_start_is_refused_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("services.yaml");
+    std::fs::write(
+        &path,
+        "services:\n  - host: west.west.svc.cluster.local\n    port: 8080\n    endpoints: [10.0.0.1]\n",
+    )
+    .unwrap();
+    let out = run(&["--services-file", path.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "started with a bad services file");
+    let at = format!("{}:4:", path.display());
+    assert!(err.contains(&at), "lacks {at:?}:\n{err}");
+    assert!(err.contains("services[0].endpoints[0]"), "{err}");
+
+    let out = run(&["--endpoints", "west.west.svc.cluster.local=10.0.0.1:8080"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--endpoints") && err.contains("needs a port"),
+        "{err}"
+    );
+
+    let missing = dir.path().join("nope.yaml");
+    let out = run(&["--services-file", missing.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains(missing.to_str().unwrap()), "{err}");
+}
