@@ -8,8 +8,12 @@ use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
 use prometheus_client::metrics::counter::Counter;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::config::ForwardMode;
@@ -77,11 +81,10 @@ pub async fn forward(
     up_metric: &Counter,
     down_metric: &Counter,
 ) -> Reason {
-    let (cr, cw) = client.split();
-    let (ur, uw) = upstream.split();
+    let (client, upstream) = (&*client, &*upstream);
     let up = one_way(
-        cr,
-        uw,
+        client,
+        upstream,
         mode,
         Tally {
             conn: &counts.upstream,
@@ -90,8 +93,8 @@ pub async fn forward(
         },
     );
     let down = one_way(
-        ur,
-        cw,
+        upstream,
+        client,
         mode,
         Tally {
             conn: &counts.downstream,
@@ -99,14 +102,49 @@ pub async fn forward(
             copied: &counts.copied,
         },
     );
-    let both = async { tokio::try_join!(up, down) };
     tokio::select! {
-        res = both => match res {
-            Ok(_) => Reason::Closed,
+        res = both_ways(up, down, client, upstream) => match res {
+            Ok(()) => Reason::Closed,
             Err(e) if is_stream_end(&e) => Reason::Closed,
             Err(_) => Reason::ForwardError,
         },
         () = idle_watch(counts, idle) => Reason::IdleTimeout,
+    }
+}
+
+/// Joins the two directions (not a race: a half-closed connection keeps its other direction).
+/// A direction that finished has read EOF from its source, and nothing reads that socket again,
+/// so a reset arriving there later (a client that half-closes, then aborts) would go unnoticed
+/// while the other direction waits on a silent peer, until the idle timeout. So the source of a
+/// finished direction is watched for a socket error, which ends the connection.
+async fn both_ways(
+    up: impl Future<Output = io::Result<()>>,
+    down: impl Future<Output = io::Result<()>>,
+    client: &TcpStream,
+    upstream: &TcpStream,
+) -> io::Result<()> {
+    tokio::pin!(up, down);
+    let (mut up_done, mut down_done) = (false, false);
+    while !(up_done && down_done) {
+        tokio::select! {
+            r = &mut up, if !up_done => { r?; up_done = true; }
+            r = &mut down, if !down_done => { r?; down_done = true; }
+            r = client.ready(Interest::ERROR), if up_done && !down_done => {
+                return Err(socket_error(client, r));
+            }
+            r = upstream.ready(Interest::ERROR), if down_done && !up_done => {
+                return Err(socket_error(upstream, r));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The pending error of a socket whose readiness reported one.
+fn socket_error(s: &TcpStream, ready: io::Result<tokio::io::Ready>) -> io::Error {
+    match (ready, s.take_error()) {
+        (Err(e), _) | (Ok(_), Ok(Some(e))) | (Ok(_), Err(e)) => e,
+        (Ok(_), Ok(None)) => io::ErrorKind::ConnectionReset.into(),
     }
 }
 
@@ -186,14 +224,14 @@ fn is_stream_end(e: &io::Error) -> bool {
 }
 
 async fn one_way(
-    src: tokio::net::tcp::ReadHalf<'_>,
-    dst: tokio::net::tcp::WriteHalf<'_>,
+    src: &TcpStream,
+    dst: &TcpStream,
     mode: ForwardMode,
     tally: Tally<'_>,
 ) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     if mode == ForwardMode::Auto {
-        match splice::one_way(src.as_ref(), dst.as_ref(), &tally).await? {
+        match splice::one_way(src, dst, &tally).await? {
             splice::Outcome::Done => return Ok(()),
             splice::Outcome::Unsupported => {}
         }
@@ -201,7 +239,56 @@ async fn one_way(
     #[cfg(not(target_os = "linux"))]
     let _ = mode;
     tally.copied.store(true, Ordering::Relaxed);
-    copy_one_way(src, dst, tally).await
+    copy_one_way(Shared(src), Shared(dst), tally).await
+}
+
+/// A shared `&TcpStream` as a byte stream, so both directions and the error watch of
+/// [`both_ways`] can use the same two sockets at once (tokio's own split halves would hold them
+/// exclusively). Reads and writes go through the socket's readiness like tokio's own.
+struct Shared<'a>(&'a TcpStream);
+
+impl AsyncRead for Shared<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Shared<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                res => return Poll::Ready(res),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(shutdown_write(self.0))
+    }
 }
 
 /// The portable direction: read into a heap buffer (not the future, which would make every

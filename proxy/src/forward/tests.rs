@@ -457,6 +457,43 @@ async fn forward_reset_is_a_normal_end_and_bytes_are_counted() {
     }
 }
 
+/// A side that half-closes and then aborts (a reset) while the other side stays silent and
+/// open: nothing reads the half-closed socket any more, so without a watch on it the connection
+/// would wait for the idle timeout (an hour here) holding both sockets.
+#[tokio::test]
+async fn a_reset_after_half_close_ends_the_connection() {
+    for mode in MODES {
+        for client_side in [true, false] {
+            let (mut client, mut a, mut b, mut upstream) = sockets().await;
+            let counts = Counts::default();
+            let script = async {
+                let (aborts, silent) = if client_side {
+                    (&mut client, &mut upstream)
+                } else {
+                    (&mut upstream, &mut client)
+                };
+                send(aborts, 0, 10 * KIB).await;
+                aborts.shutdown().await.unwrap();
+                recv(silent, 0, 10 * KIB).await;
+                eof(silent).await;
+                // `silent` stays open and sends nothing; `aborts` resets.
+                let aborts = std::mem::replace(aborts, tcp_pair().await.0);
+                reset(aborts);
+            };
+            let (reason, ()) = timeout(BOUND, async {
+                tokio::join!(counts.forward(&mut a, &mut b, mode, NO_IDLE), script)
+            })
+            .await
+            .unwrap_or_else(|_| panic!("{mode:?}: a reset after half-close went unnoticed"));
+            assert_eq!(
+                reason,
+                Reason::Closed,
+                "{mode:?}, client side: {client_side}"
+            );
+        }
+    }
+}
+
 // --- idle timeout, in paused time --------------------------------------------------------------
 //
 // Paused time: when no task can run, the runtime jumps the clock to the next timer, so these
