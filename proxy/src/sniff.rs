@@ -32,8 +32,8 @@ thread_local! {
 enum Step {
     Found(ClientHello),
     Refused(Reason),
-    /// More bytes are needed; this many are in view.
-    More(usize),
+    /// More bytes are needed: `.0` are in view, and nothing can be decided before `.1`.
+    More(usize, usize),
 }
 
 /// Waits for a complete ClientHello on `stream`, at most `max_len` bytes and `timeout` long.
@@ -50,15 +50,27 @@ pub async fn sniff(
 
 async fn sniff_untimed(stream: &TcpStream, max_len: usize) -> Result<ClientHello, Reason> {
     let mut seen = 0usize;
+    let mut want = 1usize;
+    let mut lowat = Lowat::new(stream);
     loop {
         let ready = stream
             .ready(Interest::READABLE)
             .await
             .map_err(|_| Reason::SniffEof)?;
-        match stream.try_io(Interest::READABLE, || peek_and_parse(stream, max_len, seen)) {
-            Ok(Step::Found(hello)) => return Ok(hello),
+        match stream.try_io(Interest::READABLE, || {
+            peek_and_parse(stream, max_len, seen, want)
+        }) {
+            Ok(Step::Found(hello)) => {
+                // Forwarding needs every byte to wake it again.
+                lowat.set(1);
+                return Ok(hello);
+            }
             Ok(Step::Refused(reason)) => return Err(reason),
-            Ok(Step::More(n)) => seen = n,
+            Ok(Step::More(n, next)) => {
+                seen = n;
+                want = next;
+                lowat.set(want);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Nothing new. If the client has also closed its side, nothing ever will be.
                 if ready.is_read_closed() {
@@ -70,7 +82,19 @@ async fn sniff_untimed(stream: &TcpStream, max_len: usize) -> Result<ClientHello
     }
 }
 
-fn peek_and_parse(stream: &TcpStream, max_len: usize, seen: usize) -> io::Result<Step> {
+fn peek_and_parse(
+    stream: &TcpStream,
+    max_len: usize,
+    seen: usize,
+    want: usize,
+) -> io::Result<Step> {
+    // Under memory pressure the kernel wakes us per segment whatever the low-water mark, so
+    // check the queue length (O(1)) before peeking (O(segments)): short of the next record
+    // boundary there is nothing new to learn. An empty queue still peeks, to see EOF.
+    let queued = sys::bytes_queued(stream.as_raw_fd())?;
+    if queued != 0 && queued < want && queued < max_len {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
     PEEK_BUF.with(|cell| {
         let mut buf = cell.borrow_mut();
         if buf.len() < max_len {
@@ -87,9 +111,50 @@ fn peek_and_parse(stream: &TcpStream, max_len: usize, seen: usize) -> io::Result
             Ok(Ok(hello)) => Step::Found(hello),
             Ok(Err(e)) => Step::Refused(e.into()),
             Err(sni::Incomplete) if n >= max_len => Step::Refused(Reason::ClientHelloTooLarge),
-            Err(sni::Incomplete) => Step::More(n),
+            Err(sni::Incomplete) => Step::More(n, record_boundary(&buf[..n]).min(max_len)),
         })
     })
+}
+
+/// Where the record being received ends (or, between records, where the next header does):
+/// the least number of bytes in view before the parser can say anything new.
+fn record_boundary(buf: &[u8]) -> usize {
+    const HEADER: usize = 5;
+    let mut pos = 0;
+    loop {
+        let Some(len) = buf.get(pos + 3..pos + HEADER) else {
+            return pos + HEADER;
+        };
+        let end = pos + HEADER + usize::from(u16::from_be_bytes([len[0], len[1]]));
+        if end > buf.len() {
+            return end;
+        }
+        pos = end;
+    }
+}
+
+/// The socket's receive low-water mark while sniffing. Every wake-up re-peeks the whole queue
+/// (the kernel walks every queued segment to copy it), so a client trickling tiny segments would
+/// cost CPU quadratic in the hello's size. With `SO_RCVLOWAT` at the end of the record being
+/// received, the kernel wakes us once per record instead of once per segment; EOF and errors
+/// still wake at once.
+struct Lowat<'a> {
+    stream: &'a TcpStream,
+    current: usize,
+}
+
+impl<'a> Lowat<'a> {
+    fn new(stream: &'a TcpStream) -> Self {
+        Lowat { stream, current: 1 }
+    }
+
+    fn set(&mut self, want: usize) {
+        let want = want.max(1);
+        // A failure only costs extra wake-ups, so it is not an error.
+        if want != self.current && sys::set_rcvlowat(self.stream.as_raw_fd(), want).is_ok() {
+            self.current = want;
+        }
+    }
 }
 
 #[cfg(test)]

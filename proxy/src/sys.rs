@@ -24,6 +24,40 @@ pub fn peek(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// Bytes waiting in a socket's receive queue (`FIONREAD`): O(1), unlike a peek, which walks
+/// every queued segment to copy it.
+pub fn bytes_queued(fd: RawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which is valid for the call.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n as *mut libc::c_int) };
+    if rc != 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+}
+
+/// Sets `SO_RCVLOWAT`: readiness for reading is reported only once `bytes` are queued (or at
+/// EOF or on an error). The kernel caps it at half the receive buffer.
+pub fn set_rcvlowat(fd: RawFd, bytes: usize) -> io::Result<()> {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the option value is a c_int that lives for the whole call, and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&value as *const libc::c_int).cast::<libc::c_void>(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// Pipe capacity we ask for. The kernel default is 64 KiB (16 pages); one splice call moves at
 /// most what fits in the pipe, so a larger pipe means fewer syscalls per GiB. Measured with
 /// `bench/src/bin/bulk.rs` (one 4 GiB connection, release build, 2-core VM, 3 runs each): gateway
