@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::io::Write;
+
 use support::{Gateway, RefusingAddr, Upstream, forwards_to_one_of, wait_until};
 
 const SNI: &str = "outbound_.8080_._.svc.ns.svc.cluster.local";
@@ -125,4 +127,60 @@ fn an_endpoint_that_comes_back_gets_traffic_after_its_ejection_time() {
         "no connect failed after the revival"
     );
     assert_eq!(status(&gw, addr), "HEALTHY");
+}
+
+/// Sets the gateway's soft open-file limit with util-linux `prlimit` (the hard limit stays).
+fn set_nofile(gw: &Gateway, limit: &str) {
+    let status = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &gw.child.id().to_string(),
+            &format!("--nofile={limit}:"),
+        ])
+        .status()
+        .expect("run prlimit");
+    assert!(status.success(), "prlimit failed");
+}
+
+/// The lowest fd number the gateway does not use: where its next descriptor will go.
+fn lowest_free_fd(gw: &Gateway) -> usize {
+    let used: std::collections::HashSet<usize> =
+        std::fs::read_dir(format!("/proc/{}/fd", gw.child.id()))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+    (0..).find(|fd| !used.contains(fd)).unwrap()
+}
+
+/// When the gateway itself runs out of file descriptors opening the upstream connection, the
+/// refusal says so (`gateway_resources`), the endpoint is not blamed (no connect failure, no
+/// ejection, still HEALTHY), and once descriptors are back the same endpoint serves.
+#[test]
+fn running_out_of_descriptors_does_not_blame_the_endpoint() {
+    let live = Upstream::bind();
+    let route = format!("svc.ns.svc.cluster.local:8080={}", live.addr());
+    let mut gw = Gateway::start(&["--endpoints", &route]);
+    // Room for the accepted socket (the lowest free fd), none for the upstream socket.
+    let soft = std::fs::read_to_string(format!("/proc/{}/limits", gw.child.id()))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3).map(String::from))
+        .unwrap();
+    set_nofile(&gw, &(lowest_free_fd(&gw) + 1).to_string());
+    support::assert_refused(&mut gw, "gateway_resources", |c| {
+        c.write_all(&support::rustls_client_hello(SNI)).unwrap();
+    });
+    assert_eq!(gw.metric(CONNECT_FAILURES), 0.0);
+    assert_eq!(gw.metric(EJECTIONS), 0.0);
+    assert_eq!(status(&gw, live.addr()), "HEALTHY");
+    assert_eq!(
+        gw.metric(
+            "eastwest_connections_refused_total{listener=\"tls\",reason=\"gateway_resources\"}"
+        ),
+        1.0
+    );
+
+    set_nofile(&gw, &soft);
+    support::assert_forwards(&mut gw, &live, SNI);
 }

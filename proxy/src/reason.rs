@@ -30,10 +30,13 @@ pub enum Reason {
     NoReadyEndpoint,
     ConnectFailed,
     ConnectionLimit,
+    /// The gateway itself ran short (file descriptors, ephemeral ports, buffers) opening the
+    /// upstream connection.
+    GatewayResources,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::Closed,
         Reason::IdleTimeout,
         Reason::Drained,
@@ -52,6 +55,7 @@ impl Reason {
         Reason::NoReadyEndpoint,
         Reason::ConnectFailed,
         Reason::ConnectionLimit,
+        Reason::GatewayResources,
     ];
 
     /// The metric label and log value.
@@ -75,6 +79,7 @@ impl Reason {
             Reason::NoReadyEndpoint => "no_ready_endpoint",
             Reason::ConnectFailed => "connect_failed",
             Reason::ConnectionLimit => "connection_limit",
+            Reason::GatewayResources => "gateway_resources",
         }
     }
 

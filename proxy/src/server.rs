@@ -22,7 +22,7 @@ use crate::forward;
 use crate::metrics::{ListenerMetrics, Metrics};
 use crate::name;
 use crate::reason::Reason;
-use crate::routes::{Endpoint, Routes};
+use crate::routes::{Endpoint, RouteTable, Routes};
 use crate::sniff;
 
 /// Accept backlog per socket; the kernel caps it at net.core.somaxconn.
@@ -344,14 +344,25 @@ async fn connect(
     target: name::Target<'_>,
 ) -> Result<(TcpStream, Arc<Endpoint>), Reason> {
     let p = &ctx.proxy;
+    // Retries choose from one snapshot held for the purpose (taken only after a failure, so the
+    // common path never touches the table's reference count): `tried` holds indices into it,
+    // which a reload between attempts would otherwise reshuffle.
+    let mut held: Option<Arc<RouteTable>> = None;
     let mut tried = 0u64;
     let mut attempts = 0u32;
     loop {
         // Hold the snapshot only while choosing: never across an await.
         let endpoint = {
-            let guard = ctx.routes.load();
-            let Some(table) = guard.as_ref() else {
-                return Err(Reason::NoRoute);
+            let guard;
+            let table = match &held {
+                Some(t) => &**t,
+                None => {
+                    guard = ctx.routes.load();
+                    match guard.as_ref() {
+                        Some(t) => &**t,
+                        None => return Err(Reason::NoRoute),
+                    }
+                }
             };
             let Some(route) = table.lookup(target.host, target.port, target.subset) else {
                 return Err(Reason::NoRoute);
@@ -376,16 +387,26 @@ async fn connect(
             route.endpoints[i].clone()
         };
         attempts += 1;
-        let err = match tokio::time::timeout(p.timeouts.connect, TcpStream::connect(endpoint.addr))
-            .await
-        {
-            Ok(Ok(s)) => {
-                balance::record_success(&endpoint);
-                return Ok((s, endpoint));
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("timed out after {:?}", p.timeouts.connect),
-        };
+        let failure =
+            match tokio::time::timeout(p.timeouts.connect, TcpStream::connect(endpoint.addr)).await
+            {
+                Ok(Ok(s)) => {
+                    balance::record_success(&endpoint);
+                    return Ok((s, endpoint));
+                }
+                Ok(Err(e)) if is_local_shortage(&e) => {
+                    // Our own shortage (fds, ephemeral ports, buffers): not the endpoint's fault, so
+                    // it is not ejected, and another endpoint would fail the same way.
+                    tracing::warn!(
+                        listener = ctx.cfg.name,
+                        dst.addr = %endpoint.addr,
+                        "cannot open an upstream connection: {e}; the gateway is short of resources"
+                    );
+                    return Err(Reason::GatewayResources);
+                }
+                Ok(Err(e)) => Some(e),
+                Err(_) => None,
+            };
         ctx.metrics.connect_failures.inc();
         let ejected = balance::record_failure(&endpoint, &p.limits, clock::now_ms());
         if ejected {
@@ -395,7 +416,33 @@ async fn connect(
             listener = ctx.cfg.name,
             dst.addr = %endpoint.addr,
             ejected,
-            "upstream connect failed: {err}"
+            error = failure.as_ref().map(tracing::field::display),
+            timeout = ?failure.is_none().then_some(p.timeouts.connect),
+            "upstream connect failed"
         );
+        if held.is_none() {
+            held = ctx.routes.load_full();
+            // Mark the failed address in the held snapshot (the first pick came from whatever
+            // snapshot was current then).
+            tried = held
+                .as_ref()
+                .and_then(|t| t.lookup(target.host, target.port, target.subset))
+                .map_or(0, |r| {
+                    r.endpoints
+                        .iter()
+                        .take(64)
+                        .enumerate()
+                        .filter(|(_, e)| e.addr == endpoint.addr)
+                        .fold(0u64, |m, (i, _)| m | 1 << i)
+                });
+        }
     }
+}
+
+/// Connect errors that say the gateway itself is short of something.
+fn is_local_shortage(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
+    )
 }
