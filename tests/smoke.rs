@@ -117,3 +117,30 @@ fn keeps_serving_when_its_log_cannot_be_written() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// SO_REUSEPORT lets the workers share the port, but a second gateway on the same address must
+/// not start and silently take half the connections.
+#[test]
+fn a_second_gateway_on_the_same_port_refuses_to_start() {
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let route = format!(
+        "west.west.svc.cluster.local:8080={}",
+        backend.local_addr().unwrap()
+    );
+    let first = Gateway::start(&["--endpoints", &route]);
+    let out = std::process::Command::new(support::bin())
+        .args(["run", "--admin", "127.0.0.1:0", "--endpoints", &route])
+        .args(["--listen", &first.addr().to_string()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a second gateway started on {}",
+        first.addr()
+    );
+    assert!(
+        err.contains(&first.addr().to_string()) && err.contains("already listening"),
+        "{err}"
+    );
+}

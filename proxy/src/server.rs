@@ -95,6 +95,14 @@ impl Gateway {
         for l in &config.listeners {
             // With port 0 the first socket picks the port; the others must share it.
             let mut addr = l.listen;
+            if addr.port() != 0 {
+                refuse_shared_port(addr).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on {addr} ({}): {e}", l.name),
+                    )
+                })?;
+            }
             for per_worker in sockets.iter_mut() {
                 let s = bind(addr).map_err(|e| {
                     io::Error::new(
@@ -178,6 +186,21 @@ impl Gateway {
             }
         })
         .await;
+    }
+}
+
+/// `SO_REUSEPORT` lets our workers share a port, but it would also let a second gateway (or
+/// anything else with the option) bind the same port and silently take half the connections.
+/// A plain bind first, without the option, fails if anyone is listening there already.
+fn refuse_shared_port(addr: SocketAddr) -> io::Result<()> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    match probe.bind(&addr.into()) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
+            e.kind(),
+            "another process is already listening there",
+        )),
+        other => other,
     }
 }
 
