@@ -52,14 +52,24 @@ fn duration(s: &str) -> Result<Duration, String> {
     eastwest_control::parse_duration(s)
 }
 
+/// A count of at least 1, worded as the config file words it (clap's own range message would
+/// print `usize::MAX` as the upper bound).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("0 is out of range (at least 1)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{s:?} is not a whole number: {e}")),
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// YAML config file: listeners, hosts, timeouts, limits, static services (see README).
     #[arg(long, env = "EASTWEST_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Address of the TLS listener [default: 0.0.0.0:15443]. Ignored when the config file
-    /// lists `listeners`.
+    /// Address of the TLS listener [default: 0.0.0.0:15443]. Not allowed when the config file
+    /// lists `listeners` (give each its `listen` there).
     #[arg(long, env = "EASTWEST_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
@@ -74,7 +84,8 @@ pub struct RunArgs {
 
     /// Service hosts that may be reached, like an Istio Gateway's `hosts`: exact names,
     /// `*.suffix`, or `*`. Repeatable; the environment variable takes a comma-separated list
-    /// [default: *.local].
+    /// [default: *.local]. Not allowed when the config file lists `listeners` (give each its
+    /// `hosts` there).
     #[arg(
         long = "hosts",
         env = "EASTWEST_HOSTS",
@@ -98,7 +109,9 @@ pub struct RunArgs {
     #[arg(long, env = "EASTWEST_SERVICES_FILE", value_name = "FILE")]
     pub services_file: Option<PathBuf>,
 
-    /// Service port that a plain DNS-name SNI (not `outbound_.<port>_...`) is routed to [default: 443].
+    /// Service port that a plain DNS-name SNI (not `outbound_.<port>_...`) is routed to
+    /// [default: 443]. Not allowed when the config file lists `listeners` (give each its
+    /// `target_port` there).
     #[arg(long, env = "EASTWEST_TARGET_PORT", value_name = "PORT")]
     pub target_port: Option<u16>,
 
@@ -132,10 +145,12 @@ pub struct RunArgs {
     pub max_client_hello: Option<u32>,
 
     /// Connections open at once; more are refused [default: 100000].
-    #[arg(long, env = "EASTWEST_MAX_CONNECTIONS", value_name = "N")]
+    #[arg(long, env = "EASTWEST_MAX_CONNECTIONS", value_name = "N",
+          value_parser = at_least_one)]
     pub max_connections: Option<usize>,
 
-    /// Upstream connect attempts per connection, each to another endpoint [default: 3].
+    /// Upstream connect attempts per connection, each to another endpoint, 1 to 16 (each may
+    /// take the whole connect timeout while the client waits) [default: 3].
     #[arg(long, env = "EASTWEST_CONNECT_ATTEMPTS", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=16))]
     pub connect_attempts: Option<u32>,

@@ -1,5 +1,6 @@
 //! `eastwest run`: merges flags, environment and config file into the proxy's settings, starts
-//! the route source, the data-path workers and the admin server, and drains on SIGTERM/SIGINT.
+//! the route source, the admin server and the data-path workers, and drains on SIGTERM/SIGINT
+//! (a second signal stops at once).
 //!
 //! Threads: `config.workers` data-path threads (one current-thread tokio runtime each, see
 //! `eastwest_proxy::server`), and this main thread running a current-thread runtime for the
@@ -9,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use eastwest_control::{Config, FileSource, ReloadEvent, ServiceSpec};
@@ -17,7 +19,7 @@ use eastwest_proxy::config::{Balance, ForwardMode, Limits, ListenerConfig, Proxy
 use eastwest_proxy::hosts::HostPatterns;
 use eastwest_proxy::metrics::Metrics;
 use eastwest_proxy::routes::Routes;
-use eastwest_proxy::server::Gateway;
+use eastwest_proxy::server::{Gateway, Lifecycle};
 
 use crate::cli::{BalanceArg, ForwardArg, RunArgs};
 use crate::logging::{self, LogFormat};
@@ -27,7 +29,7 @@ const DEFAULT_ADMIN: &str = "0.0.0.0:15021";
 /// Plain DNS-name SNIs go to the service's TLS port, as with an Istio `PASSTHROUGH` server on 443.
 const DEFAULT_TARGET_PORT: u16 = 443;
 /// How often the services file is checked for changes (mtime, size, inode).
-const FILE_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+const FILE_POLL: Duration = Duration::from_secs(1);
 
 /// Everything `run` needs, merged.
 struct Settings {
@@ -77,19 +79,20 @@ fn settings(args: &RunArgs) -> Result<Settings> {
             .map(|n| n.get())
             .unwrap_or(1),
     };
-    let hosts = if args.hosts.is_empty() {
-        HostPatterns::default_local()
-    } else {
-        HostPatterns::parse(&args.hosts).context("--hosts")?
-    };
-    let target_port = args.target_port.unwrap_or(DEFAULT_TARGET_PORT);
     let listeners = match file.listener_configs()? {
-        Some(ls) => ls,
+        Some(ls) => {
+            refuse_single_listener_flags(args)?;
+            ls
+        }
         None => vec![ListenerConfig {
             name: "tls".into(),
             listen: args.listen.unwrap_or(parse_addr(DEFAULT_LISTEN)?),
-            hosts,
-            target_port,
+            hosts: if args.hosts.is_empty() {
+                HostPatterns::default_local()
+            } else {
+                HostPatterns::parse(&args.hosts).context("--hosts")?
+            },
+            target_port: args.target_port.unwrap_or(DEFAULT_TARGET_PORT),
         }],
     };
     let mut timeouts = file.timeouts(Timeouts::default());
@@ -162,32 +165,67 @@ fn settings(args: &RunArgs) -> Result<Settings> {
     })
 }
 
+/// `--listen`, `--hosts` and `--target-port` describe the one listener used when the config file
+/// lists none. Beside `listeners:` they would do nothing, so an operator narrowing exposure
+/// with `EASTWEST_HOSTS` would believe it applied: refuse instead.
+fn refuse_single_listener_flags(args: &RunArgs) -> Result<()> {
+    let mut given = Vec::new();
+    if args.listen.is_some() {
+        given.push("--listen/EASTWEST_LISTEN");
+    }
+    if !args.hosts.is_empty() {
+        given.push("--hosts/EASTWEST_HOSTS");
+    }
+    if args.target_port.is_some() {
+        given.push("--target-port/EASTWEST_TARGET_PORT");
+    }
+    if given.is_empty() {
+        return Ok(());
+    }
+    let file = args
+        .config
+        .as_deref()
+        .map_or_else(String::new, |p| format!(" {}", p.display()));
+    let verb = if given.len() == 1 { "is" } else { "are" };
+    bail!(
+        "{} {verb} set, but --listen, --hosts and --target-port shape only the single default \
+         listener, and the config file{file} lists `listeners:`; set each listener's listen, \
+         hosts and target_port there instead",
+        given.join(" and ")
+    )
+}
+
 fn parse_addr(s: &str) -> Result<SocketAddr> {
     s.parse().with_context(|| format!("bad address {s}"))
 }
 
 async fn serve(settings: Settings) -> Result<()> {
     // Signal handlers first: a SIGTERM that lands while the workers start must drain, not kill.
-    let signals = Signals::new()?;
+    let mut signals = Signals::new()?;
     let metrics = Arc::new(Metrics::new());
     let routes = Routes::new();
     let source = start_source(&settings, &routes, &metrics)?;
     let drain = settings.proxy.timeouts.drain;
-    let admin_addr = settings.proxy.admin;
+    // The admin address is bound before the data listeners, so a busy admin port stops the start
+    // before the gateway has accepted a single connection it would then drop.
+    let admin_listener = match settings.proxy.admin {
+        Some(addr) => Some(admin::bind(addr).await?),
+        None => None,
+    };
     let gateway = Gateway::start(settings.proxy.clone(), routes.clone(), &metrics)?;
     for (l, addr) in settings.proxy.listeners.iter().zip(gateway.local_addrs()) {
         tracing::info!(listener = l.name, addr = %addr, workers = settings.proxy.workers, "listening");
     }
-    let admin_task = match admin_addr {
-        Some(addr) => {
-            let listener = admin::bind(addr).await?;
+    let lifecycle = gateway.lifecycle.clone();
+    let admin_state = match admin_listener {
+        Some(listener) => {
             tracing::info!(addr = %listener.local_addr()?, "admin listening");
             let state = Arc::new(AdminState {
                 metrics: metrics.clone(),
                 routes: vec![routes.clone()],
-                lifecycle: gateway.lifecycle.clone(),
+                lifecycle: lifecycle.clone(),
             });
-            Some(tokio::spawn(admin::serve(listener, state)))
+            Some((state.clone(), tokio::spawn(admin::serve(listener, state))))
         }
         None => None,
     };
@@ -213,18 +251,59 @@ async fn serve(settings: Settings) -> Result<()> {
     tracing::info!(
         signal,
         ?drain,
-        open = gateway.lifecycle.open_connections(),
+        open = lifecycle.open_connections(),
         "draining"
     );
-    gateway.drain(drain).await;
+    // A second signal means "stop now" (the operator's second Ctrl-C, or a supervisor that will
+    // not wait out the drain timeout). `drain` has no early exit, so the race drops it instead:
+    // that drops the gateway, whose workers take the closed phase channel as the hard stop and
+    // cut what is left, each connection recorded `drained` as at the end of the drain period.
+    let forced = tokio::select! {
+        () = gateway.drain(drain) => None,
+        second = signals.recv() => Some(second),
+    };
     if let Some(t) = watch_task {
         t.abort();
     }
-    if let Some(t) = admin_task {
+    if let Some((_, t)) = &admin_state {
         t.abort();
     }
-    tracing::info!("drained; exiting");
+    match forced {
+        None => tracing::info!("drained; exiting"),
+        Some(second) => {
+            tracing::info!(
+                signal = second,
+                open = lifecycle.open_connections(),
+                "second signal: exiting now"
+            );
+            // Held outside the workers: `lifecycle` here, and the admin state's.
+            let held_here = 1 + usize::from(admin_state.is_some());
+            workers_released(&lifecycle, held_here).await;
+        }
+    }
     Ok(())
+}
+
+/// After a forced stop, the most the workers get to record the connections they cut.
+const RECORD_CUT_CONNECTIONS: Duration = Duration::from_secs(1);
+
+/// Waits (at most [`RECORD_CUT_CONNECTIONS`]) until the worker threads hold no more of
+/// `lifecycle`: their listener contexts each keep a reference until the last connection on them
+/// has written its access-log line, and the process exiting first would lose those lines. The
+/// gateway has no handle to join its workers once dropped; the reference count is that join.
+async fn workers_released(lifecycle: &Arc<Lifecycle>, held_here: usize) {
+    const POLL: Duration = Duration::from_millis(1);
+    let deadline = tokio::time::Instant::now() + RECORD_CUT_CONNECTIONS;
+    while Arc::strong_count(lifecycle) > held_here {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                open = lifecycle.open_connections(),
+                "workers still busy after {RECORD_CUT_CONNECTIONS:?}; exiting without their last access-log lines"
+            );
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// Loads the route source before anything listens: a bad file stops the start with its
@@ -281,7 +360,7 @@ impl Signals {
         })
     }
 
-    async fn recv(mut self) -> &'static str {
+    async fn recv(&mut self) -> &'static str {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",

@@ -49,8 +49,14 @@ fn without_eastwest_env(mut cmd: Command) -> Command {
 /// `eastwest ARGS` run to its exit (bounded by EVENT_TIMEOUT), with no `EASTWEST_*` variable
 /// inherited from the test's environment.
 fn eastwest(args: &[&str]) -> Output {
+    eastwest_with_env(args, &[])
+}
+
+/// [`eastwest`] with the `EASTWEST_*` variables in `env` set.
+fn eastwest_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = without_eastwest_env(Command::new(bin()));
     cmd.args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -65,7 +71,7 @@ fn eastwest(args: &[&str]) -> Output {
         Err(_) => {
             // SAFETY: kill(2) on our own child's pid; no memory involved.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            panic!("eastwest {args:?} did not exit within {EVENT_TIMEOUT:?}");
+            panic!("eastwest {args:?} {env:?} did not exit within {EVENT_TIMEOUT:?}");
         }
     }
 }
@@ -302,4 +308,137 @@ fn a_bad_route_source_at_start_is_refused_with_its_location() {
     let err = stderr(&out);
     assert!(!out.status.success());
     assert!(err.contains(missing.to_str().unwrap()), "{err}");
+}
+
+/// `--listen`, `--hosts` and `--target-port` (flag or environment) shape the one default
+/// listener; beside `listeners:` in the file they would be silently ignored, so the start is
+/// refused with one sentence that says where they go instead.
+#[test]
+fn single_listener_flags_beside_file_listeners_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("eastwest.yaml");
+    std::fs::write(
+        &path,
+        "listeners:\n  - name: tls\n    listen: 127.0.0.1:0\n    hosts: [\"*.local\"]\n",
+    )
+    .unwrap();
+    let config = path.to_str().unwrap();
+    let base = [
+        "run",
+        "--config",
+        config,
+        "--admin",
+        "127.0.0.1:0",
+        "--endpoints",
+        "west.west.svc.cluster.local:8080=127.0.0.1:9",
+    ];
+    // A `--flag` is passed on the command line, an `EASTWEST_*` name in the environment.
+    for (name, value) in [
+        ("--hosts", "*.cluster.local"),
+        ("EASTWEST_HOSTS", "*.cluster.local"),
+        ("--target-port", "8443"),
+        ("EASTWEST_TARGET_PORT", "8443"),
+        ("--listen", "127.0.0.1:0"),
+        ("EASTWEST_LISTEN", "127.0.0.1:0"),
+    ] {
+        let mut args = base.to_vec();
+        let mut env = Vec::new();
+        if name.starts_with("--") {
+            args.extend([name, value]);
+        } else {
+            env.push((name, value));
+        }
+        let out = eastwest_with_env(&args, &env);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert_eq!(err.lines().count(), 1, "one sentence, got:\n{err}");
+        for part in [
+            name,
+            "single default listener",
+            "listeners:",
+            config,
+            "listen, hosts and target_port",
+        ] {
+            assert!(err.contains(part), "{name}: lacks {part:?}: {err}");
+        }
+    }
+}
+
+/// A busy admin port stops the start before any data listener accepts: otherwise the gateway
+/// would take connections on its data port and then exit 1, dropping them.
+#[test]
+fn a_busy_admin_port_fails_the_start_before_anything_listens() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = busy.local_addr().unwrap().to_string();
+    let listen = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap()
+    };
+    let out = eastwest(&[
+        "run",
+        "--listen",
+        &listen.to_string(),
+        "--admin",
+        &admin,
+        "--workers",
+        "1",
+        "--log-format",
+        "json",
+        "--endpoints",
+        "west.west.svc.cluster.local:8080=127.0.0.1:9",
+    ]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "started with a busy admin port");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&format!("cannot listen on admin address {admin}")),
+        "the error does not name {admin}:\n{err}"
+    );
+    assert!(
+        !err.lines().any(|l| l.contains(r#""message":"listening""#)),
+        "the data listener was up before the admin bind failed:\n{err}"
+    );
+    let refused = std::net::TcpStream::connect(listen).unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "{listen}"
+    );
+}
+
+#[test]
+fn a_duration_over_a_year_is_refused_with_exit_2() {
+    let out = run(&[
+        "--drain-timeout",
+        "9999999999999999h",
+        "--endpoints",
+        "west.west.svc.cluster.local:8080=127.0.0.1:9",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--drain-timeout"), "{err}");
+    assert!(err.contains("is longer than a year"), "{err}");
+}
+
+/// The flags take the ranges the config file takes: at least one connection, 1 to 16 attempts.
+#[test]
+fn counts_out_of_range_are_refused_with_exit_2() {
+    for (flag, value, range) in [
+        ("--max-connections", "0", "at least 1"),
+        ("--connect-attempts", "0", "1..=16"),
+        ("--connect-attempts", "17", "1..=16"),
+    ] {
+        let out = run(&[
+            flag,
+            value,
+            "--endpoints",
+            "west.west.svc.cluster.local:8080=127.0.0.1:9",
+        ]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(
+            err.contains(flag) && err.contains(range),
+            "{flag} {value}: {err}"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! Drain on SIGTERM: readiness turns 503 and the listener stops taking connections, while the
 //! connections already forwarded go on; the process exits 0 as soon as the last one closes, or
-//! cuts what is left when the drain timeout runs out.
+//! cuts what is left when the drain timeout runs out or a second signal comes.
 
 mod support;
 
@@ -174,4 +174,39 @@ fn sigterm_right_after_start_drains_and_exits_0() {
             "round {round}: a SIGTERM right after start ended the process with {status}"
         );
     }
+}
+
+/// A second SIGTERM during the drain stops at once: whatever is still open is cut (and recorded
+/// `drained`), and the process exits 0 long before the 30s drain timeout.
+#[test]
+fn a_second_signal_during_the_drain_cuts_what_is_left_and_exits_0_at_once() {
+    let (mut gw, upstream) = start(&["--drain-timeout", "30s"]);
+    wait_for_signal_handlers(&gw);
+    let mut conn = open(&gw, &upstream);
+
+    gw.signal(libc::SIGTERM);
+    gw.wait_log(|v| v["message"] == "draining");
+    conn.exchange(b"still open while draining");
+    let second = Instant::now();
+    gw.signal(libc::SIGTERM);
+
+    let line = gw.wait_access();
+    assert_eq!(line["reason"], "drained", "{line}");
+    let sent = conn.hello_len + "before".len() + "still open while draining".len();
+    assert_eq!(line["bytes_sent"], sent as u64, "{line}");
+    assert_eq!(read_until_closed(&mut conn.client), b"");
+    assert_eq!(read_until_closed(&mut conn.upstream), b"");
+    let status = gw.wait_exit();
+    let took = second.elapsed();
+    assert!(status.success(), "exit status {status}:\n{}", gw.dump());
+    assert!(
+        took < Duration::from_secs(10),
+        "exited {took:?} after the second signal; the drain timeout was 30s"
+    );
+    logged(&mut gw, "second signal: exiting now");
+    assert!(
+        !gw.seen.iter().any(|v| v["message"] == "drained; exiting"),
+        "a forced stop is not a completed drain:\n{}",
+        gw.dump()
+    );
 }

@@ -91,7 +91,7 @@ const MANY_SEGMENTS_BUDGET: Duration = Duration::from_millis(200);
 #[test]
 fn many_tiny_segments_do_not_cost_quadratic_cpu() {
     let backend = RawBackend::bind();
-    let mut gw = Gateway::start(&[
+    let gw = Gateway::start(&[
         "--endpoints",
         &backend.west_route(),
         "--sniff-timeout",

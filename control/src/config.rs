@@ -100,11 +100,10 @@ pub struct LimitsSpec {
     #[serde(default, deserialize_with = "opt::<_, Bounded<1, { u64::MAX }>, _>")]
     pub max_connections: Option<usize>,
     /// `connect_attempts: 3` — upstream connect attempts per connection, each to another
-    /// endpoint (at least 1).
-    #[serde(
-        default,
-        deserialize_with = "opt::<_, Bounded<1, { u32::MAX as u64 }>, _>"
-    )]
+    /// endpoint (1 to 16, as `--connect-attempts`). Each attempt may take the whole connect
+    /// timeout while the client waits, so 16 already lets one connection hang 16 × 10s by
+    /// default; past that, more attempts only hold clients longer.
+    #[serde(default, deserialize_with = "opt::<_, Bounded<1, 16>, _>")]
     pub connect_attempts: Option<u32>,
     /// `eject_after_failures: 3` — consecutive connect failures that eject an endpoint
     /// (at least 1).

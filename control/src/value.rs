@@ -11,9 +11,16 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 /// The duration syntax, quoted in every duration error.
 const DURATION_HINT: &str = "use 500ms, 10s, 5m, 1h";
 
-/// Parses `500ms`, `15s`, `10m`, `1h`, and sums of them such as `1m30s`.
+/// The longest duration accepted. Timeouts become deadlines (`Instant::now() + d`), which panic
+/// on overflow (`--drain-timeout 9999999999999999h` did, on SIGTERM); nothing a gateway waits for
+/// needs over a year.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parses `500ms`, `15s`, `10m`, `1h`, and sums of them such as `1m30s`, up to
+/// [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("{s:?} is not a duration ({DURATION_HINT})");
+    let too_long = || format!("{s:?} is longer than a year (365 days), the most a timeout may be");
     let mut rest = s.trim();
     if rest.is_empty() {
         return Err(bad());
@@ -26,7 +33,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(bad());
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        // All ASCII digits, so the only way to fail is a number too big for a u64.
+        let n: u64 = rest[..digits].parse().map_err(|_| too_long())?;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
@@ -40,7 +48,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             _ => return Err(bad()),
         };
         rest = &rest[unit_len..];
+        // Saturated sums are far over the cap, so the check below still catches them.
         total = total.saturating_add(part);
+    }
+    if total > MAX_DURATION {
+        return Err(too_long());
     }
     Ok(total)
 }
@@ -273,6 +285,40 @@ mod tests {
         for bad in ["", "s", "1d", "-1s", "1.5s", "ms10"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn durations_over_a_year_are_refused() {
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("8759h59m60s"), Ok(MAX_DURATION));
+        let long = r#""8760h1ms" is longer than a year (365 days), the most a timeout may be"#;
+        assert_eq!(parse_duration("8760h1ms").unwrap_err(), long);
+        // Once saturated, and once too big for a u64: the same message, not a panic later on
+        // `Instant + Duration` (as `--drain-timeout 9999999999999999h` did on SIGTERM).
+        for huge in [
+            "9999999999999999h",
+            "99999999999999999999999ms",
+            "1h18446744073709551615s",
+        ] {
+            let err = parse_duration(huge).unwrap_err();
+            assert!(
+                err.ends_with("is longer than a year (365 days), the most a timeout may be"),
+                "{huge}: {err}"
+            );
+        }
+    }
+
+    /// The config file's durations go through the same parser, and the error keeps its place.
+    #[test]
+    fn a_duration_over_a_year_in_the_file_is_refused_at_its_line() {
+        let path = std::path::Path::new("/etc/eastwest/config.yaml");
+        let err = crate::Config::parse("timeouts:\n  drain: 9999999999999999h\n", path)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            r#"/etc/eastwest/config.yaml:2:10: timeouts.drain: "9999999999999999h" is longer than a year (365 days), the most a timeout may be"#
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A ClientHello prefix is all the gateway needs to route; the rest is opaque bytes to it.
@@ -30,6 +30,17 @@ fn main() {
     }
 }
 
+/// The gateway under test, killed and reaped when dropped: also when an `expect` or `assert`
+/// unwinds out of [`run`], which would otherwise leave an `eastwest run` behind on the machine.
+struct Gateway(Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn run(bin: &str, mode: &str, bytes: u64) -> (f64, f64) {
     let sink = TcpListener::bind("127.0.0.1:0").expect("bind sink");
     // The captured hello names `west.west.svc.cluster.local`: a plain DNS name, routed to port 443.
@@ -37,7 +48,7 @@ fn run(bin: &str, mode: &str, bytes: u64) -> (f64, f64) {
         "west.west.svc.cluster.local:443={}",
         sink.local_addr().expect("addr")
     );
-    let mut child = Command::new(bin)
+    let child = Command::new(bin)
         .args([
             "run",
             "--listen",
@@ -64,9 +75,10 @@ fn run(bin: &str, mode: &str, bytes: u64) -> (f64, f64) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn eastwest");
+    let mut gateway = Gateway(child);
     // Keep reading the gateway's log after its address is known, so it never blocks or breaks
     // on a full or closed pipe; print it when BULK_LOG asks for it.
-    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let stderr = BufReader::new(gateway.0.stderr.take().expect("stderr"));
     let (tx, rx) = std::sync::mpsc::channel();
     let echo = std::env::var("BULK_LOG").is_ok();
     std::thread::spawn(move || {
@@ -96,7 +108,7 @@ fn run(bin: &str, mode: &str, bytes: u64) -> (f64, f64) {
             }
         }
     });
-    let cpu0 = cpu_seconds(child.id());
+    let cpu0 = cpu_seconds(gateway.0.id());
     let t0 = Instant::now();
     let mut c = TcpStream::connect(addr).expect("connect");
     c.write_all(HELLO).expect("hello");
@@ -110,10 +122,9 @@ fn run(bin: &str, mode: &str, bytes: u64) -> (f64, f64) {
     c.shutdown(std::net::Shutdown::Write).expect("shutdown");
     let got = reader.join().expect("sink");
     let secs = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(child.id()) - cpu0;
+    let cpu = cpu_seconds(gateway.0.id()) - cpu0;
     assert_eq!(got, bytes + HELLO.len() as u64, "bytes lost");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(gateway);
     std::thread::sleep(Duration::from_millis(50));
     (secs, cpu)
 }
@@ -125,4 +136,29 @@ fn cpu_seconds(pid: u32) -> f64 {
     let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
         + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     ticks / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic while the gateway runs (a failed `expect` or `assert`) still kills and reaps it.
+    #[test]
+    fn a_panic_leaves_no_child_behind() {
+        let child = Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        let unwound = std::panic::catch_unwind(move || {
+            let _gateway = Gateway(child);
+            panic!("a failed assertion");
+        });
+        assert!(unwound.is_err());
+        // Reaped, not just killed: a zombie would still have its /proc entry.
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "child {pid} outlived the panic"
+        );
+    }
 }

@@ -197,7 +197,11 @@ fn bad_values_name_file_line_column_and_field() {
         ),
         (
             "limits:\n  connect_attempts: 0\n",
-            "/etc/eastwest/config.yaml:2:21: limits.connect_attempts: 0 is out of range (at least 1)",
+            "/etc/eastwest/config.yaml:2:21: limits.connect_attempts: 0 is out of range (1 to 16)",
+        ),
+        (
+            "limits:\n  connect_attempts: 17\n",
+            "/etc/eastwest/config.yaml:2:21: limits.connect_attempts: 17 is out of range (1 to 16)",
         ),
         (
             "limits:\n  eject_after_failures: -1\n",
