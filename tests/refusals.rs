@@ -191,7 +191,7 @@ fn every_refusal_reason_is_logged_counted_and_closed_and_the_next_connection_rou
 fn client_hello_too_large_is_refused_at_the_configured_cap() {
     let mut fx = Fixture::start(&["--max-client-hello", "1024"]);
     let alpn = (0..100).map(|i| format!("protocol-{i:03}").into_bytes());
-    let big = client_hello_with_alpn(WEST_SNI, alpn.collect());
+    let big = support::rustls_client_hello_with_alpn(WEST_SNI, alpn.collect());
     assert!(
         big.len() > 1024,
         "the test hello is only {} bytes",
@@ -315,22 +315,4 @@ fn with_sni_byte_replaced(sni: &str, index: usize, byte: u8) -> Vec<u8> {
     assert_eq!(at.len(), 1, "the SNI must appear once in the hello");
     hello[at[0] + index] = byte;
     hello
-}
-
-/// A real rustls ClientHello for `sni` offering the ALPN protocols `alpn`.
-fn client_hello_with_alpn(sni: &str, alpn: Vec<Vec<u8>>) -> Vec<u8> {
-    use rustls::pki_types::ServerName;
-    use std::sync::Arc;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    config.alpn_protocols = alpn;
-    let name = ServerName::try_from(sni.to_string()).unwrap();
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let mut out = Vec::new();
-    conn.write_tls(&mut out).unwrap();
-    out
 }

@@ -389,4 +389,4 @@ fn host_name(name: &[u8]) -> Result<HostName, HelloError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -228,6 +228,11 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 /// A real ClientHello from rustls for `sni` (with the Istio ALPN), as the bytes it would write.
 pub fn rustls_client_hello(sni: &str) -> Vec<u8> {
+    rustls_client_hello_with_alpn(sni, vec![b"istio".to_vec()])
+}
+
+/// A real rustls ClientHello for `sni` offering the ALPN protocols `alpn` (all its records).
+pub fn rustls_client_hello_with_alpn(sni: &str, alpn: Vec<Vec<u8>>) -> Vec<u8> {
     use rustls::pki_types::ServerName;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
@@ -235,11 +240,13 @@ pub fn rustls_client_hello(sni: &str) -> Vec<u8> {
         .unwrap()
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"istio".to_vec()];
+    config.alpn_protocols = alpn;
     let name = ServerName::try_from(sni.to_string()).unwrap();
     let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
     let mut out = Vec::new();
-    conn.write_tls(&mut out).unwrap();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).unwrap();
+    }
     out
 }
 

@@ -16,8 +16,8 @@ fn data(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// The bytes a real rustls client (ring provider) sends first.
-fn rustls_hello(name: ServerName<'static>, alpn: &[&[u8]]) -> Vec<u8> {
+/// The bytes a real rustls client (ring provider) sends first (also used by `sniff::tests`).
+pub(crate) fn rustls_hello(name: ServerName<'static>, alpn: &[&[u8]]) -> Vec<u8> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -1,7 +1,6 @@
 //! `sniff` over real loopback sockets: a real ClientHello trickled one byte per TCP segment is
 //! found and left unread; every refusal; and waiting for the rest of a hello costs no CPU.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use rustls::pki_types::ServerName;
@@ -19,22 +18,10 @@ const NO_TIMEOUT: Duration = Duration::from_secs(30);
 /// sniff that waits when it should decide fails here rather than returning `SniffTimeout`.
 const BOUND: Duration = Duration::from_secs(10);
 
-/// The bytes a real rustls client (ring provider) sends first, as in `sni::tests`.
+/// The bytes a real rustls client sends first, for the Istio SNI.
 fn rustls_hello(alpn: &[&[u8]]) -> Vec<u8> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let name = ServerName::try_from(ISTIO_SNI).expect("rustls accepts '_' in DNS names");
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let mut wire = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut wire).unwrap();
-    }
-    wire
+    crate::sni::tests::rustls_hello(name, alpn)
 }
 
 fn istio_hello() -> Vec<u8> {
