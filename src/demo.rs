@@ -225,8 +225,14 @@ async fn demo() -> Result<bool> {
 
     west0.stop();
     east0.stop();
-    west_gw.gateway.drain(Duration::from_secs(1)).await;
-    east_gw.gateway.drain(Duration::from_secs(1)).await;
+    west_gw
+        .gateway
+        .drain(Duration::from_secs(1), std::future::pending())
+        .await;
+    east_gw
+        .gateway
+        .drain(Duration::from_secs(1), std::future::pending())
+        .await;
     Ok(c.0)
 }
 

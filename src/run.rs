@@ -19,7 +19,7 @@ use eastwest_proxy::config::{Balance, ForwardMode, Limits, ListenerConfig, Proxy
 use eastwest_proxy::hosts::HostPatterns;
 use eastwest_proxy::metrics::Metrics;
 use eastwest_proxy::routes::Routes;
-use eastwest_proxy::server::{Gateway, Lifecycle};
+use eastwest_proxy::server::Gateway;
 
 use crate::cli::{BalanceArg, ForwardArg, RunArgs};
 use crate::logging::{self, LogFormat};
@@ -217,7 +217,7 @@ async fn serve(settings: Settings) -> Result<()> {
         tracing::info!(listener = l.name, addr = %addr, workers = settings.proxy.workers, "listening");
     }
     let lifecycle = gateway.lifecycle.clone();
-    let admin_state = match admin_listener {
+    let admin_task = match admin_listener {
         Some(listener) => {
             tracing::info!(addr = %listener.local_addr()?, "admin listening");
             let state = Arc::new(AdminState {
@@ -225,7 +225,7 @@ async fn serve(settings: Settings) -> Result<()> {
                 routes: vec![routes.clone()],
                 lifecycle: lifecycle.clone(),
             });
-            Some((state.clone(), tokio::spawn(admin::serve(listener, state))))
+            Some(tokio::spawn(admin::serve(listener, state)))
         }
         None => None,
     };
@@ -255,55 +255,24 @@ async fn serve(settings: Settings) -> Result<()> {
         "draining"
     );
     // A second signal means "stop now" (the operator's second Ctrl-C, or a supervisor that will
-    // not wait out the drain timeout). `drain` has no early exit, so the race drops it instead:
-    // that drops the gateway, whose workers take the closed phase channel as the hard stop and
-    // cut what is left, each connection recorded `drained` as at the end of the drain period.
-    let forced = tokio::select! {
-        () = gateway.drain(drain) => None,
-        second = signals.recv() => Some(second),
-    };
+    // not wait out the drain timeout): the drain cuts what is left at once.
+    let mut second = None;
+    gateway
+        .drain(drain, async {
+            second = Some(signals.recv().await);
+        })
+        .await;
     if let Some(t) = watch_task {
         t.abort();
     }
-    if let Some((_, t)) = &admin_state {
+    if let Some(t) = admin_task {
         t.abort();
     }
-    match forced {
+    match second {
         None => tracing::info!("drained; exiting"),
-        Some(second) => {
-            tracing::info!(
-                signal = second,
-                open = lifecycle.open_connections(),
-                "second signal: exiting now"
-            );
-            // Held outside the workers: `lifecycle` here, and the admin state's.
-            let held_here = 1 + usize::from(admin_state.is_some());
-            workers_released(&lifecycle, held_here).await;
-        }
+        Some(signal) => tracing::info!(signal, "second signal: exiting now"),
     }
     Ok(())
-}
-
-/// After a forced stop, the most the workers get to record the connections they cut.
-const RECORD_CUT_CONNECTIONS: Duration = Duration::from_secs(1);
-
-/// Waits (at most [`RECORD_CUT_CONNECTIONS`]) until the worker threads hold no more of
-/// `lifecycle`: their listener contexts each keep a reference until the last connection on them
-/// has written its access-log line, and the process exiting first would lose those lines. The
-/// gateway has no handle to join its workers once dropped; the reference count is that join.
-async fn workers_released(lifecycle: &Arc<Lifecycle>, held_here: usize) {
-    const POLL: Duration = Duration::from_millis(1);
-    let deadline = tokio::time::Instant::now() + RECORD_CUT_CONNECTIONS;
-    while Arc::strong_count(lifecycle) > held_here {
-        if tokio::time::Instant::now() >= deadline {
-            tracing::warn!(
-                open = lifecycle.open_connections(),
-                "workers still busy after {RECORD_CUT_CONNECTIONS:?}; exiting without their last access-log lines"
-            );
-            return;
-        }
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 /// Loads the route source before anything listens: a bad file stops the start with its

@@ -7,7 +7,6 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -16,6 +15,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::backoff::Backoff;
 use crate::clock;
 use crate::metrics::Metrics;
 use crate::routes::Routes;
@@ -26,33 +26,6 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub routes: Vec<Arc<Routes>>,
     pub lifecycle: Arc<Lifecycle>,
-}
-
-/// First pause after an accept error such as EMFILE, doubling up to [`ACCEPT_BACKOFF_MAX`] and
-/// back to this after an accept succeeds: the data path's values (`server.rs`), so a process out
-/// of file descriptors logs a handful of warnings in the first second and one a second after
-/// that, not one every 50 ms.
-const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
-
-/// The pause before the next accept after an error.
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Backoff {
-        Backoff(ACCEPT_BACKOFF_MIN)
-    }
-
-    /// The pause to take now; the next one is twice as long, up to the maximum.
-    fn next(&mut self) -> Duration {
-        let now = self.0;
-        self.0 = (self.0 * 2).min(ACCEPT_BACKOFF_MAX);
-        now
-    }
-
-    fn reset(&mut self) {
-        self.0 = ACCEPT_BACKOFF_MIN;
-    }
 }
 
 /// Serves admin requests on `listener` until the future is dropped.
@@ -209,18 +182,4 @@ fn dump_routes(state: &AdminState) -> String {
         let _ = writeln!(out, "{l}");
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_backoff_doubles_from_5ms_to_1s_and_resets() {
-        let mut b = Backoff::new();
-        let ms: Vec<u128> = (0..10).map(|_| b.next().as_millis()).collect();
-        assert_eq!(ms, [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
-        b.reset();
-        assert_eq!(b.next(), Duration::from_millis(5));
-    }
 }

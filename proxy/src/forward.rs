@@ -46,9 +46,7 @@ impl Transferred {
             "splice"
         }
     }
-}
 
-impl Transferred {
     fn total(&self) -> u64 {
         self.upstream.load(Ordering::Relaxed) + self.downstream.load(Ordering::Relaxed)
     }
@@ -103,11 +101,7 @@ pub async fn forward(
         },
     );
     tokio::select! {
-        res = both_ways(up, down, client, upstream) => match res {
-            Ok(()) => Reason::Closed,
-            Err(e) if is_stream_end(&e) => Reason::Closed,
-            Err(_) => Reason::ForwardError,
-        },
+        res = both_ways(up, down, client, upstream) => ending(res),
         () = idle_watch(counts, idle) => Reason::IdleTimeout,
     }
 }
@@ -177,11 +171,7 @@ where
         },
     );
     tokio::select! {
-        res = async { tokio::try_join!(up, down) } => match res {
-            Ok(_) => Reason::Closed,
-            Err(e) if is_stream_end(&e) => Reason::Closed,
-            Err(_) => Reason::ForwardError,
-        },
+        res = async { tokio::try_join!(up, down) } => ending(res.map(|_| ())),
         () = idle_watch(counts, idle) => Reason::IdleTimeout,
     }
 }
@@ -208,6 +198,15 @@ async fn idle_watch(counts: &Transferred, idle: Duration) {
             quiet = Duration::ZERO;
             last = now;
         }
+    }
+}
+
+/// How forwarding ended, as the connection's reason.
+fn ending(res: io::Result<()>) -> Reason {
+    match res {
+        Ok(()) => Reason::Closed,
+        Err(e) if is_stream_end(&e) => Reason::Closed,
+        Err(_) => Reason::ForwardError,
     }
 }
 

@@ -5,6 +5,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod admin;
+mod backoff;
 pub mod balance;
 pub mod clock;
 pub mod config;

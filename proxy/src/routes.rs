@@ -75,11 +75,6 @@ impl RouteTable {
             .find(|r| r.port == port && &*r.subset == subset)
     }
 
-    /// Whether any port of `host` is known (lets a refusal say "no such port" vs "no such host").
-    pub fn has_host(&self, host: &str) -> bool {
-        self.services.contains_key(host)
-    }
-
     /// Monotonic version assigned by [`Routes::publish`].
     pub fn version(&self) -> u64 {
         self.version
@@ -275,7 +270,6 @@ mod tests {
             addr("127.0.0.1:2")
         );
         assert!(t.lookup("west.west.svc.cluster.local", 9090, "").is_none());
-        assert!(t.has_host("west.west.svc.cluster.local"));
         assert_eq!(t.route_count(), 2);
         assert_eq!(t.endpoint_count(), 3);
     }

@@ -3,6 +3,7 @@
 //! thread, the per-connection path (sniff → name → expose → route → balance → connect →
 //! forward), the connection limit, and drain.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
+use crate::backoff::Backoff;
 use crate::balance::{self, ActiveGuard};
 use crate::clock;
 use crate::config::{ListenerConfig, ProxyConfig};
@@ -27,10 +29,6 @@ use crate::sniff;
 
 /// Accept backlog per socket; the kernel caps it at net.core.somaxconn.
 const BACKLOG: i32 = 4096;
-/// First pause after an accept error such as EMFILE; doubles up to [`ACCEPT_BACKOFF_MAX`] so a
-/// process out of file descriptors waits for connections to close instead of spinning.
-const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// What the admin server reports and the signal handler drives.
 #[derive(Debug, Default)]
@@ -160,22 +158,34 @@ impl Gateway {
     }
 
     /// Drains: readiness turns 503, listeners close, open connections get up to `period`, then
-    /// whatever is left is cut and the workers exit.
-    pub async fn drain(self, period: Duration) {
+    /// whatever is left is cut and the workers exit. `stop_now` resolving (e.g. a second signal)
+    /// cuts at once instead of waiting out the period. Returns once every worker has exited, so
+    /// every connection's access-log line has been written.
+    pub async fn drain(self, period: Duration, stop_now: impl Future<Output = ()>) {
         self.lifecycle.draining.store(true, Ordering::Relaxed);
         let _ = self.phase.send(Phase::Draining);
         let deadline = tokio::time::Instant::now() + period;
+        tokio::pin!(stop_now);
         loop {
             let idle = self.lifecycle.idle.notified();
             if self.lifecycle.open_connections() == 0 {
                 break;
             }
-            if tokio::time::timeout_at(deadline, idle).await.is_err() {
-                tracing::info!(
-                    open = self.lifecycle.open_connections(),
-                    "drain period over; closing remaining connections"
-                );
-                break;
+            tokio::select! {
+                () = &mut stop_now => {
+                    tracing::info!(
+                        open = self.lifecycle.open_connections(),
+                        "stopping now; closing remaining connections"
+                    );
+                    break;
+                }
+                timed = tokio::time::timeout_at(deadline, idle) => if timed.is_err() {
+                    tracing::info!(
+                        open = self.lifecycle.open_connections(),
+                        "drain period over; closing remaining connections"
+                    );
+                    break;
+                }
             }
         }
         let _ = self.phase.send(Phase::Stop);
@@ -265,7 +275,7 @@ async fn accept_loop(
     ctx: Arc<ListenerCtx>,
     mut phase: watch::Receiver<Phase>,
 ) {
-    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut backoff = Backoff::new();
     loop {
         let accepted = tokio::select! {
             biased;
@@ -274,19 +284,19 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                backoff = ACCEPT_BACKOFF_MIN;
+                backoff.reset();
                 let ctx = ctx.clone();
                 let stop = phase.clone();
                 tokio::spawn(async move { serve(stream, peer, &ctx, stop).await });
             }
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS and friends: wait for resources rather than spin.
+                let pause = backoff.next();
                 tracing::warn!(
                     listener = ctx.cfg.name,
-                    "accept failed: {e}; retrying in {backoff:?}"
+                    "accept failed: {e}; retrying in {pause:?}"
                 );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                tokio::time::sleep(pause).await;
             }
         }
     }

@@ -195,6 +195,21 @@ fn record_len(buf: &[u8], pos: usize) -> Option<usize> {
     )))
 }
 
+/// How many bytes must be in view before [`parse`] can say anything new about `buf`: the end of
+/// the record being received, or, between records, the end of the next record header. The
+/// socket side waits for that many (`SO_RCVLOWAT`) instead of waking for every segment.
+pub fn next_boundary(buf: &[u8]) -> usize {
+    let mut pos = 0;
+    while let Some(len) = record_len(buf, pos) {
+        let end = pos + RECORD_HEADER_LEN + len;
+        if end > buf.len() {
+            return end;
+        }
+        pos = end;
+    }
+    pos + RECORD_HEADER_LEN
+}
+
 /// Walks the handshake records at the start of `buf`, deciding as early as the bytes allow.
 fn frame(buf: &[u8], max_len: usize) -> Result<Result<Framed, HelloError>, Incomplete> {
     let mut pos = 0; // start of the current record

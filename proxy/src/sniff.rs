@@ -111,26 +111,9 @@ fn peek_and_parse(
             Ok(Ok(hello)) => Step::Found(hello),
             Ok(Err(e)) => Step::Refused(e.into()),
             Err(sni::Incomplete) if n >= max_len => Step::Refused(Reason::ClientHelloTooLarge),
-            Err(sni::Incomplete) => Step::More(n, record_boundary(&buf[..n]).min(max_len)),
+            Err(sni::Incomplete) => Step::More(n, sni::next_boundary(&buf[..n]).min(max_len)),
         })
     })
-}
-
-/// Where the record being received ends (or, between records, where the next header does):
-/// the least number of bytes in view before the parser can say anything new.
-fn record_boundary(buf: &[u8]) -> usize {
-    const HEADER: usize = 5;
-    let mut pos = 0;
-    loop {
-        let Some(len) = buf.get(pos + 3..pos + HEADER) else {
-            return pos + HEADER;
-        };
-        let end = pos + HEADER + usize::from(u16::from_be_bytes([len[0], len[1]]));
-        if end > buf.len() {
-            return end;
-        }
-        pos = end;
-    }
 }
 
 /// The socket's receive low-water mark while sniffing. Every wake-up re-peeks the whole queue

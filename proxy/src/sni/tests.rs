@@ -699,3 +699,15 @@ fn mutated_real_hellos_never_panic() {
     // The mutations reach every outcome, so they exercise more than the first byte.
     assert!(outcomes.iter().all(|&n| n > 0), "{outcomes:?}");
 }
+
+#[test]
+fn next_boundary_is_the_end_of_the_record_in_flight() {
+    let wire = reframe(&message(&istio_hello()), &[100]);
+    assert_eq!(next_boundary(&[]), 5);
+    assert_eq!(next_boundary(&wire[..3]), 5);
+    assert_eq!(next_boundary(&wire[..5]), 105);
+    assert_eq!(next_boundary(&wire[..104]), 105);
+    assert_eq!(next_boundary(&wire[..105]), 110);
+    assert_eq!(next_boundary(&wire[..107]), 110);
+    assert_eq!(next_boundary(&wire[..110]), 210);
+}
