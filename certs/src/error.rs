@@ -14,6 +14,9 @@ pub enum CertError {
         source: rcgen::Error,
     },
 
+    #[error("could not {context}: {reason}")]
+    RsaKey { context: String, reason: String },
+
     #[error("could not sign the certificate for {subject}: {source}")]
     Signing {
         subject: String,
@@ -57,6 +60,12 @@ pub enum CertError {
     PathLenExhausted { subject: String },
 
     #[error(
+        "{namespace:?} is not a valid namespace name: use 1-63 lowercase letters, digits and \
+         '-', starting and ending with a letter or digit"
+    )]
+    InvalidNamespace { namespace: String },
+
+    #[error(
         "no certificate found in the PEM input; expected at least one \
          -----BEGIN CERTIFICATE----- block"
     )]
@@ -79,8 +88,8 @@ pub enum CertError {
     ParseCertificate { what: String, reason: String },
 
     #[error(
-        "the CA private key could not be loaded ({source}); only PKCS#8 keys \
-         (-----BEGIN PRIVATE KEY-----) are supported, convert with \
+        "the CA private key could not be loaded ({source}); PKCS#8 keys \
+         (-----BEGIN PRIVATE KEY-----) and RSA PKCS#1 keys are supported, convert others with \
          `openssl pkcs8 -topk8 -nocrypt -in ca-key.pem -out ca-key.pk8.pem`"
     )]
     UnsupportedKey {
@@ -90,7 +99,7 @@ pub enum CertError {
 
     #[error(
         "the private key does not belong to the certificate {subject}; \
-         pair ca-cert.pem with its own ca-key.pem"
+         each CA certificate must come with its own key"
     )]
     KeyMismatch { subject: String },
 

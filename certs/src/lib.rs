@@ -32,10 +32,12 @@
 
 mod ca;
 mod error;
+pub mod files;
 mod leaf;
 mod options;
 mod pem;
 mod plugin;
+mod rsa_key;
 mod spiffe;
 mod tls;
 

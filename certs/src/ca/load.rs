@@ -6,15 +6,15 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::certificate::X509Certificate;
 
 use super::{Ca, DEFAULT_ORG, root_store};
-use crate::CertError;
 use crate::pem::{CertPem, certs_from_pem, key_from_pem};
+use crate::{CertError, rsa_key};
 
 impl Ca {
     /// Loads an existing CA, e.g. one made with Istio's `Makefile.selfsigned.mk`.
     ///
     /// `cert_chain_pem` is this CA's certificate followed by its issuers up to and including
     /// the root: Istio's `cert-chain.pem` for an intermediate, `root-cert.pem` for a root.
-    /// `key_pem` is the CA's PKCS#8 private key (`ca-key.pem`, `root-key.pem`); any algorithm
+    /// `key_pem` is the CA's private key, PKCS#8 or (RSA) PKCS#1 (`ca-key.pem`, `root-key.pem`); any algorithm
     /// `ring` signs with works, including the RSA keys Istio's Makefile generates.
     pub fn from_pem(cert_chain_pem: &str, key_pem: &str) -> Result<Ca, CertError> {
         let ders = certs_from_pem(cert_chain_pem)?;
@@ -71,11 +71,17 @@ impl Ca {
             seen.push(attr.attr_type().clone());
         }
 
-        let key = match key_from_pem(key_pem)? {
-            PrivateKeyDer::Pkcs8(pkcs8) => KeyPair::try_from(&pkcs8),
-            _ => Err(rcgen::Error::CouldNotParseKeyPair),
-        }
-        .map_err(|source| CertError::UnsupportedKey { source })?;
+        let pkcs8 = match key_from_pem(key_pem)? {
+            PrivateKeyDer::Pkcs8(pkcs8) => pkcs8,
+            PrivateKeyDer::Pkcs1(pkcs1) => rsa_key::pkcs1_to_pkcs8(pkcs1.secret_pkcs1_der())?,
+            _ => {
+                return Err(CertError::UnsupportedKey {
+                    source: rcgen::Error::CouldNotParseKeyPair,
+                });
+            }
+        };
+        let key =
+            KeyPair::try_from(&pkcs8).map_err(|source| CertError::UnsupportedKey { source })?;
         if key.public_key_raw() != own.public_key().subject_public_key.data.as_ref() {
             return Err(CertError::KeyMismatch { subject });
         }

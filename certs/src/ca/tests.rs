@@ -2,7 +2,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 
 use super::*;
-use crate::{Validity, certs_from_pem, spiffe_id};
+use crate::{KeyType, Validity, certs_from_pem, spiffe_id};
 
 const EAST_ID: &str = "spiffe://cluster.local/ns/east/sa/default";
 
@@ -392,4 +392,144 @@ fn an_expired_ca_issues_nothing() {
     assert!(matches!(err, CertError::IssuerExpired { .. }), "{err}");
     let err = root.workload(EAST_ID, &[]).unwrap_err();
     assert!(matches!(err, CertError::IssuerExpired { .. }), "{err}");
+}
+
+fn key_bits(cert: &X509Certificate<'_>) -> usize {
+    use x509_parser::public_key::PublicKey;
+    match cert.public_key().parsed().unwrap() {
+        PublicKey::RSA(rsa) => rsa.key_size(),
+        PublicKey::EC(ec) => ec.key_size(),
+        other => panic!("unexpected key {other:?}"),
+    }
+}
+
+#[test]
+fn rsa_chain_signs_with_sha256_and_leaves_may_encipher() {
+    use x509_parser::oid_registry::{OID_PKCS1_SHA256WITHRSA, OID_SIG_ECDSA_WITH_SHA256};
+    let rsa = |validity| CertOptions {
+        key_type: KeyType::Rsa2048,
+        validity,
+    };
+    let root = Ca::new_root_with("Istio", rsa(Validity::ROOT)).unwrap();
+    let west = root.intermediate("west").unwrap(); // ECDSA below an RSA root
+    let leaf = west
+        .workload_with(EAST_ID, &[], rsa(Validity::WORKLOAD))
+        .unwrap();
+
+    let (root_der, west_der, leaf_der) = (root.cert_der(), west.cert_der(), leaf.cert_der());
+    let (root_x, west_x, leaf_x) = (x509(&root_der), x509(&west_der), x509(&leaf_der));
+    assert_eq!(key_bits(&root_x), 2048);
+    assert_eq!(key_bits(&west_x), 256);
+    assert_eq!(key_bits(&leaf_x), 2048);
+    // Each certificate's signature is its issuer's algorithm.
+    assert_eq!(
+        root_x.signature_algorithm.algorithm,
+        OID_PKCS1_SHA256WITHRSA
+    );
+    assert_eq!(
+        west_x.signature_algorithm.algorithm,
+        OID_PKCS1_SHA256WITHRSA
+    );
+    assert_eq!(
+        leaf_x.signature_algorithm.algorithm,
+        OID_SIG_ECDSA_WITH_SHA256
+    );
+    west_x.verify_signature(Some(root_x.public_key())).unwrap();
+    leaf_x.verify_signature(Some(west_x.public_key())).unwrap();
+
+    let ku = leaf_x.key_usage().unwrap().unwrap().value;
+    assert!(
+        ku.digital_signature() && ku.key_encipherment(),
+        "RSA leaf: {ku:?}"
+    );
+    let ku = west_x.key_usage().unwrap().unwrap().value;
+    assert!(ku.key_cert_sign() && ku.crl_sign() && !ku.key_encipherment());
+
+    // An RSA CA round-trips through its PEM files and keeps issuing.
+    let loaded = Ca::from_pem(root.cert_pem(), &root.key_pem()).unwrap();
+    loaded.intermediate("east").unwrap();
+}
+
+#[test]
+fn a_pkcs1_rsa_key_loads_like_its_pkcs8_form() {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    let root =
+        Ca::new_root_with("Istio", CertOptions::ROOT.with_key_type(KeyType::Rsa2048)).unwrap();
+    let key = rsa::RsaPrivateKey::from_pkcs8_der(root.key_der().secret_der()).unwrap();
+    let pkcs1 = key.to_pkcs1_der().unwrap();
+    let pkcs1_pem = crate::pem::encode("RSA PRIVATE KEY", pkcs1.as_bytes());
+    let loaded = Ca::from_pem(root.cert_pem(), &pkcs1_pem).unwrap();
+    assert_eq!(
+        loaded.key_pem(),
+        root.key_pem(),
+        "re-encoded as the same PKCS#8"
+    );
+
+    let garbage = crate::pem::encode("RSA PRIVATE KEY", b"not a key");
+    let err = Ca::from_pem(root.cert_pem(), &garbage)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("could not read the RSA PRIVATE KEY (PKCS#1)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn key_types_parse_by_their_command_line_names() {
+    for key_type in KeyType::ALL {
+        assert_eq!(key_type.name().parse::<KeyType>(), Ok(key_type));
+    }
+    let err = "rsa-1024".parse::<KeyType>().unwrap_err();
+    assert_eq!(
+        err,
+        "unknown key type \"rsa-1024\"; expected one of ecdsa-p256, rsa-2048, rsa-4096"
+    );
+}
+
+#[test]
+fn secret_yaml_carries_the_four_files() {
+    use base64::Engine as _;
+    let root = Ca::new_root("Istio").unwrap();
+    let files = root.intermediate("east").unwrap().plugin_files();
+    let yaml = files.secret_yaml("istio-system").unwrap();
+    let lines: Vec<&str> = yaml.lines().collect();
+    assert_eq!(lines[..2], ["apiVersion: v1", "data:"]);
+    assert_eq!(
+        lines[6..],
+        [
+            "kind: Secret",
+            "metadata:",
+            "  name: cacerts",
+            "  namespace: istio-system"
+        ]
+    );
+    // Sorted data keys, each the base64 of its file.
+    let mut expected = files.files();
+    expected.sort_by_key(|(name, _)| *name);
+    for (line, (name, contents)) in lines[2..6].iter().zip(expected) {
+        let value = line.strip_prefix(&format!("  {name}: ")).unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .unwrap();
+        assert_eq!(decoded, contents.as_bytes(), "{name}");
+    }
+
+    for bad in [
+        "",
+        "Istio-System",
+        "-x",
+        "x-",
+        "a b",
+        "x\nkind: Pod",
+        &"a".repeat(64),
+    ] {
+        let err = files.secret_yaml(bad).unwrap_err().to_string();
+        assert!(
+            err.contains("is not a valid namespace name"),
+            "{bad:?}: {err}"
+        );
+    }
+    files.secret_yaml(&"a".repeat(63)).unwrap();
 }
