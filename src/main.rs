@@ -1,8 +1,10 @@
 //! `eastwest`: the command line. Parses flags, environment and config file, then runs the
-//! gateway (`run`) or the self-contained two-cluster demonstration (`demo`).
+//! gateway (`run`), runs the self-contained two-cluster demonstration (`demo`), or makes the
+//! mesh's certificates (`certs`).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod certs;
 mod cli;
 mod demo;
 mod logging;
@@ -15,5 +17,6 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         cli::Command::Run(args) => run::main(*args),
         cli::Command::Demo(args) => demo::main(args),
+        cli::Command::Certs(command) => certs::main(command),
     }
 }
