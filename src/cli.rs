@@ -56,6 +56,13 @@ fn duration(s: &str) -> Result<Duration, String> {
     eastwest_control::parse_duration(s)
 }
 
+/// A string value checked by one of the config file's own checks, so flag and file agree.
+fn checked(
+    check: fn(&str) -> Result<(), String>,
+) -> impl Fn(&str) -> Result<String, String> + Clone {
+    move |s: &str| check(s).map(|()| s.to_string())
+}
+
 /// A count of at least 1, worded as the config file words it (clap's own range message would
 /// print `usize::MAX` as the upper bound).
 fn at_least_one(s: &str) -> Result<usize, String> {
@@ -112,6 +119,41 @@ pub struct RunArgs {
     /// YAML file of services and endpoints, reloaded when it changes.
     #[arg(long, env = "EASTWEST_SERVICES_FILE", value_name = "FILE")]
     pub services_file: Option<PathBuf>,
+
+    /// Learn routes from the Kubernetes API (Services and EndpointSlices): in a pod with its
+    /// service account, elsewhere from $KUBECONFIG or ~/.kube/config.
+    #[arg(long, env = "EASTWEST_KUBE")]
+    pub kube: bool,
+
+    /// Kubeconfig file for the Kubernetes API (implies --kube).
+    #[arg(long, env = "EASTWEST_KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context (implies --kube) [default: the file's current-context].
+    #[arg(long, env = "EASTWEST_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// The cluster's ID, as Istio's `clusterID`: logs, metrics, /debug/routes
+    /// [default: Kubernetes]. Needs --kube.
+    #[arg(long, env = "EASTWEST_CLUSTER_ID", value_name = "ID",
+          value_parser = checked(eastwest_control::check_cluster_id))]
+    pub cluster_id: Option<String>,
+
+    /// Service hosts are `<name>.<namespace>.svc.<DOMAIN>` [default: cluster.local]. Needs --kube.
+    #[arg(long, env = "EASTWEST_CLUSTER_DOMAIN", value_name = "DOMAIN",
+          value_parser = checked(eastwest_control::check_dns_name))]
+    pub cluster_domain: Option<String>,
+
+    /// The cluster's Istio network (`topology.istio.io/network`), reported in metrics.
+    /// Needs --kube.
+    #[arg(long, env = "EASTWEST_NETWORK", value_name = "NAME")]
+    pub network: Option<String>,
+
+    /// Watch only this namespace (repeatable; the environment variable takes a comma-separated
+    /// list) [default: all namespaces]. Needs --kube.
+    #[arg(long = "namespace", env = "EASTWEST_NAMESPACES", value_name = "NS",
+          value_delimiter = ',', value_parser = checked(eastwest_control::check_namespace))]
+    pub namespaces: Vec<String>,
 
     /// Service port that a plain DNS-name SNI (not `outbound_.<port>_...`) is routed to
     /// [default: 443]. Not allowed when the config file lists `listeners` (give each its

@@ -98,7 +98,7 @@ fn start_gateway(host: &str, replicas: &[&Backend]) -> Result<ClusterGateway> {
         balance: Default::default(),
         forward: Default::default(),
     };
-    let gateway = Gateway::start(config, routes, &metrics).context("starting a gateway")?;
+    let gateway = Gateway::start(config, vec![routes], &metrics).context("starting a gateway")?;
     let addr = gateway.local_addrs()[0];
     Ok(ClusterGateway {
         addr,

@@ -7,14 +7,15 @@
 //! admin server, the route source and signals, so neither a scrape nor a reload runs on a worker.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use eastwest_control::kube::{Connection, KubeOptions, KubeSource};
 use eastwest_control::{Config, FileSource, ReloadEvent, ServiceSpec};
-use eastwest_proxy::admin::{self, AdminState};
+use eastwest_proxy::admin::{self, AdminState, NamedRoutes};
 use eastwest_proxy::config::{Balance, ForwardMode, Limits, ListenerConfig, ProxyConfig, Timeouts};
 use eastwest_proxy::hosts::HostPatterns;
 use eastwest_proxy::metrics::Metrics;
@@ -35,9 +36,43 @@ const FILE_POLL: Duration = Duration::from_secs(1);
 struct Settings {
     proxy: ProxyConfig,
     log_format: LogFormat,
-    services_file: Option<std::path::PathBuf>,
-    static_services: Vec<ServiceSpec>,
+    /// The route sources; each once.
+    sources: Vec<SourceSpec>,
+    /// `sources` index of each of `proxy.listeners`.
+    listener_sources: Vec<usize>,
 }
+
+/// Where a set of listeners gets its routes.
+enum SourceSpec {
+    /// The services file (reloaded) and/or static services.
+    File {
+        services_file: Option<PathBuf>,
+        statics: Vec<ServiceSpec>,
+    },
+    /// A Kubernetes cluster's API, plus static services.
+    Kube {
+        connection: Connection,
+        options: KubeOptions,
+        statics: Vec<ServiceSpec>,
+    },
+}
+
+impl SourceSpec {
+    /// The name in logs, metrics and `/debug/routes`.
+    fn name(&self) -> &str {
+        match self {
+            SourceSpec::File {
+                services_file: Some(_),
+                ..
+            } => "file",
+            SourceSpec::File { .. } => "static",
+            SourceSpec::Kube { options, .. } => &options.cluster_id,
+        }
+    }
+}
+
+/// Istio's default `clusterID`.
+const DEFAULT_CLUSTER_ID: &str = "Kubernetes";
 
 pub fn main(args: RunArgs) -> ExitCode {
     let settings = match settings(&args) {
@@ -138,12 +173,7 @@ fn settings(args: &RunArgs) -> Result<Settings> {
         static_services.push(eastwest_control::parse_endpoints_flag(e)?);
     }
     let services_file = args.services_file.clone().or(file.services_file.clone());
-    if services_file.is_none() && static_services.is_empty() {
-        bail!(
-            "no endpoints to route to: pass --endpoints 'HOST:PORT=IP:PORT[,IP:PORT...]', \
-             --services-file FILE, or --config FILE with `services` or `services_file`"
-        );
-    }
+    let (sources, listener_sources) = route_sources(args, &file, services_file, static_services)?;
     let admin = Some(
         args.admin
             .or(file.admin)
@@ -160,9 +190,119 @@ fn settings(args: &RunArgs) -> Result<Settings> {
             forward,
         },
         log_format,
-        services_file,
-        static_services,
+        sources,
+        listener_sources,
     })
+}
+
+/// The default source (flags, environment, the file's `services`/`services_file`) and one per
+/// `clusters:` entry, and which one each listener uses.
+fn route_sources(
+    args: &RunArgs,
+    file: &Config,
+    services_file: Option<PathBuf>,
+    statics: Vec<ServiceSpec>,
+) -> Result<(Vec<SourceSpec>, Vec<usize>)> {
+    let kube = args.kube || args.kubeconfig.is_some() || args.context.is_some();
+    let default = if kube {
+        if let Some(f) = &services_file {
+            bail!(
+                "--kube and the services file {} would both feed the same listeners; choose \
+                 one (static --endpoints and `services:` can go with either)",
+                f.display()
+            );
+        }
+        let mut options =
+            KubeOptions::new(args.cluster_id.as_deref().unwrap_or(DEFAULT_CLUSTER_ID));
+        if let Some(d) = &args.cluster_domain {
+            options.cluster_domain = d.clone();
+        }
+        options.network = args.network.clone().unwrap_or_default();
+        options.namespaces = args.namespaces.clone();
+        Some(SourceSpec::Kube {
+            connection: Connection {
+                kubeconfig: args.kubeconfig.clone(),
+                context: args.context.clone(),
+            },
+            options,
+            statics,
+        })
+    } else {
+        let mut given = Vec::new();
+        if args.cluster_id.is_some() {
+            given.push("--cluster-id");
+        }
+        if args.cluster_domain.is_some() {
+            given.push("--cluster-domain");
+        }
+        if args.network.is_some() {
+            given.push("--network");
+        }
+        if !args.namespaces.is_empty() {
+            given.push("--namespace");
+        }
+        if !given.is_empty() {
+            bail!(
+                "{} describe the Kubernetes source, which is off; add --kube (or --kubeconfig)",
+                given.join(", ")
+            );
+        }
+        (services_file.is_some() || !statics.is_empty()).then_some(SourceSpec::File {
+            services_file,
+            statics,
+        })
+    };
+    let mut sources: Vec<SourceSpec> = default.into_iter().collect();
+    let has_default = !sources.is_empty();
+    for c in &file.clusters {
+        let mut options = KubeOptions::new(&c.name);
+        options.cluster_domain = c.cluster_domain.clone();
+        options.network = c.network.clone();
+        options.namespaces = c.namespaces.clone();
+        if sources.iter().any(|s| s.name() == c.name) {
+            bail!(
+                "cluster {:?} of the config file has the same ID as the --kube source; give it \
+                 another --cluster-id",
+                c.name
+            );
+        }
+        sources.push(SourceSpec::Kube {
+            connection: Connection {
+                kubeconfig: c.kubeconfig.clone(),
+                context: c.context.clone(),
+            },
+            options,
+            statics: Vec::new(),
+        });
+    }
+    let listener_sources = match &file.listeners {
+        None => {
+            if !has_default {
+                bail!(
+                    "no endpoints to route to: pass --kube (or --kubeconfig FILE) to learn them \
+                     from Kubernetes, --endpoints 'HOST:PORT=IP:PORT[,IP:PORT...]', \
+                     --services-file FILE, or --config FILE with `services` or `services_file`"
+                );
+            }
+            vec![0]
+        }
+        Some(listeners) => listeners
+            .iter()
+            .map(|l| match &l.cluster {
+                Some(name) => sources
+                    .iter()
+                    .position(|s| matches!(s, SourceSpec::Kube { options, .. } if &options.cluster_id == name))
+                    .context("a listener's cluster is checked when the file is read"),
+                None if has_default => Ok(0),
+                None => bail!(
+                    "listener {:?} has no route source: give it `cluster: NAME` (a `clusters:` \
+                     entry), or pass --kube, --endpoints or --services-file",
+                    l.name
+                ),
+            })
+            .collect::<Result<Vec<_>>>()?,
+    };
+    Ok((sources, listener_sources))
 }
 
 /// `--listen`, `--hosts` and `--target-port` describe the one listener used when the config file
@@ -203,8 +343,15 @@ async fn serve(settings: Settings) -> Result<()> {
     // Signal handlers first: a SIGTERM that lands while the workers start must drain, not kill.
     let mut signals = Signals::new()?;
     let metrics = Arc::new(Metrics::new());
-    let routes = Routes::new();
-    let source = start_source(&settings, &routes, &metrics)?;
+    let mut started = Vec::new();
+    for spec in &settings.sources {
+        started.push(start_source(spec, &metrics).await?);
+    }
+    let listener_routes = settings
+        .listener_sources
+        .iter()
+        .map(|i| started[*i].routes.clone())
+        .collect();
     let drain = settings.proxy.timeouts.drain;
     // The admin address is bound before the data listeners, so a busy admin port stops the start
     // before the gateway has accepted a single connection it would then drop.
@@ -212,7 +359,7 @@ async fn serve(settings: Settings) -> Result<()> {
         Some(addr) => Some(admin::bind(addr).await?),
         None => None,
     };
-    let gateway = Gateway::start(settings.proxy.clone(), routes.clone(), &metrics)?;
+    let gateway = Gateway::start(settings.proxy.clone(), listener_routes, &metrics)?;
     for (l, addr) in settings.proxy.listeners.iter().zip(gateway.local_addrs()) {
         tracing::info!(listener = l.name, addr = %addr, workers = settings.proxy.workers, "listening");
     }
@@ -222,30 +369,24 @@ async fn serve(settings: Settings) -> Result<()> {
             tracing::info!(addr = %listener.local_addr()?, "admin listening");
             let state = Arc::new(AdminState {
                 metrics: metrics.clone(),
-                routes: vec![routes.clone()],
+                sources: started
+                    .iter()
+                    .map(|s| NamedRoutes {
+                        name: s.name.clone(),
+                        routes: s.routes.clone(),
+                    })
+                    .collect(),
                 lifecycle: lifecycle.clone(),
             });
             Some(tokio::spawn(admin::serve(listener, state)))
         }
         None => None,
     };
-    let watch_task = source.map(|s| {
-        let metrics = metrics.clone();
-        tokio::spawn(s.watch(move |ev| match ev {
-            ReloadEvent::Loaded {
-                version,
-                routes,
-                endpoints,
-            } => {
-                metrics.record_reload(true);
-                tracing::info!(version, routes, endpoints, "route table reloaded");
-            }
-            ReloadEvent::Rejected(e) => {
-                metrics.record_reload(false);
-                tracing::warn!("services file rejected, keeping the last good routes: {e}");
-            }
-        }))
-    });
+    let source_tasks: Vec<_> = started
+        .into_iter()
+        .filter_map(|s| s.task)
+        .map(tokio::spawn)
+        .collect();
 
     let signal = signals.recv().await;
     tracing::info!(
@@ -262,7 +403,7 @@ async fn serve(settings: Settings) -> Result<()> {
             second = Some(signals.recv().await);
         })
         .await;
-    if let Some(t) = watch_task {
+    for t in source_tasks {
         t.abort();
     }
     if let Some(t) = admin_task {
@@ -275,31 +416,91 @@ async fn serve(settings: Settings) -> Result<()> {
     Ok(())
 }
 
-/// Loads the route source before anything listens: a bad file stops the start with its
-/// file:line message.
-fn start_source(
-    settings: &Settings,
-    routes: &Arc<Routes>,
-    metrics: &Metrics,
-) -> Result<Option<FileSource>> {
-    match &settings.services_file {
-        Some(path) => {
-            let src = FileSource::start(
-                path.clone(),
-                settings.static_services.clone(),
-                routes.clone(),
-                FILE_POLL,
-            )?;
+type SourceTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A route source, loaded or connected, and the task that keeps it current.
+struct StartedSource {
+    name: String,
+    routes: Arc<Routes>,
+    task: Option<SourceTask>,
+}
+
+/// Loads a route source before anything listens: a bad file stops the start with its
+/// file:line message, a bad kubeconfig with its path. A Kubernetes source publishes once its
+/// first full list is in (readiness waits for it).
+async fn start_source(spec: &SourceSpec, metrics: &Arc<Metrics>) -> Result<StartedSource> {
+    let routes = Routes::new();
+    let name = spec.name().to_string();
+    let task: Option<SourceTask> = match spec {
+        SourceSpec::File {
+            services_file: Some(path),
+            statics,
+        } => {
+            let src = FileSource::start(path.clone(), statics.clone(), routes.clone(), FILE_POLL)?;
             metrics.record_reload(true);
-            log_table(routes, Some(path));
-            Ok(Some(src))
+            log_table(&routes, Some(path));
+            let metrics = metrics.clone();
+            Some(Box::pin(src.watch(move |ev| match ev {
+                ReloadEvent::Loaded {
+                    version,
+                    routes,
+                    endpoints,
+                } => {
+                    metrics.record_reload(true);
+                    tracing::info!(version, routes, endpoints, "route table reloaded");
+                }
+                ReloadEvent::Rejected(e) => {
+                    metrics.record_reload(false);
+                    tracing::warn!("services file rejected, keeping the last good routes: {e}");
+                }
+            })))
         }
-        None => {
-            eastwest_control::publish_static(&settings.static_services, routes);
-            log_table(routes, None);
-            Ok(None)
+        SourceSpec::File {
+            services_file: None,
+            statics,
+        } => {
+            eastwest_control::publish_static(statics, &routes);
+            log_table(&routes, None);
+            None
         }
-    }
+        SourceSpec::Kube {
+            connection,
+            options,
+            statics,
+        } => {
+            let (client, url) = connection
+                .client()
+                .await
+                .with_context(|| format!("cluster {}", options.cluster_id))?;
+            tracing::info!(
+                cluster = options.cluster_id,
+                server = url,
+                namespaces = if options.namespaces.is_empty() {
+                    "*".to_string()
+                } else {
+                    options.namespaces.join(",")
+                },
+                cluster_domain = options.cluster_domain,
+                network = options.network,
+                "watching Services and EndpointSlices"
+            );
+            let source_metrics = metrics.source(
+                &options.cluster_id,
+                &options.network,
+                &options.cluster_domain,
+            );
+            let source = KubeSource::new(
+                client,
+                options.clone(),
+                statics.clone(),
+                routes.clone(),
+                source_metrics,
+            );
+            let metrics = metrics.clone();
+            Some(Box::pin(source.run(move |_| metrics.record_reload(true))))
+        }
+    };
+    Ok(StartedSource { name, routes, task })
 }
 
 fn log_table(routes: &Routes, file: Option<&Path>) {

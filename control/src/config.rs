@@ -14,7 +14,9 @@ use serde_saphyr::Spanned;
 
 use crate::error::{ConfigError, Position, from_yaml};
 use crate::services::{RawService, ServiceSpec, check_services};
-use crate::value::{Addr, Bounded, Checked, Dur, HOST_PATTERN, PortValue, opt};
+use crate::value::{
+    Addr, Bounded, CLUSTER_ID, Checked, DNS_NAME, Dur, HOST_PATTERN, NAMESPACE, PortValue, opt,
+};
 
 /// The config file. See the field docs for each setting; `None` means "not in the file".
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -42,8 +44,30 @@ pub struct Config {
     /// file's directory; this field holds the resolved path.
     pub services_file: Option<PathBuf>,
     /// `services: [...]` — static services, in the services file's format; merged into every
-    /// route table.
+    /// route table of the default source (listeners without `cluster`).
     pub services: Vec<ServiceSpec>,
+    /// `clusters:` — Kubernetes clusters whose Services and EndpointSlices are routed, each
+    /// through the listeners that name it (`cluster: NAME`). See [`ClusterSpec`].
+    pub clusters: Vec<ClusterSpec>,
+}
+
+/// One `clusters:` entry: a Kubernetes API to learn routes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSpec {
+    /// `name: west` — required; the cluster ID in logs, metrics and `/debug/routes`, and what
+    /// a listener's `cluster` refers to.
+    pub name: String,
+    /// `kubeconfig: west.kubeconfig` — relative to the config file's directory; absent: what
+    /// kube-rs infers (`$KUBECONFIG`, `~/.kube/config`, in-cluster).
+    pub kubeconfig: Option<PathBuf>,
+    /// `context: west-admin` — the kubeconfig context; default its `current-context`.
+    pub context: Option<String>,
+    /// `cluster_domain: cluster.local`.
+    pub cluster_domain: String,
+    /// `network: network2` — the cluster's Istio network, reported in metrics.
+    pub network: String,
+    /// `namespaces: [east, west]` — watch only these; default all.
+    pub namespaces: Vec<String>,
 }
 
 /// `log_format`.
@@ -69,6 +93,9 @@ pub struct ListenerSpec {
     /// `target_port: 443` — the service port that a plain DNS-name SNI (not `outbound_.…`)
     /// is routed to; default 443.
     pub target_port: u16,
+    /// `cluster: west` — route with that `clusters:` entry's Services; absent: the default
+    /// source (`--kube`, `--services-file`, `--endpoints`, `services:`).
+    pub cluster: Option<String>,
 }
 
 /// `timeouts:` — durations written `500ms`, `15s`, `10m`, `1h` (or sums such as `1m30s`).
@@ -141,6 +168,24 @@ struct RawConfig {
     services_file: Option<PathBuf>,
     #[serde(default)]
     services: Vec<Spanned<RawService>>,
+    #[serde(default)]
+    clusters: Option<Spanned<Vec<Spanned<RawCluster>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    name: Checked<CLUSTER_ID>,
+    #[serde(default)]
+    kubeconfig: Option<PathBuf>,
+    #[serde(default)]
+    context: Option<String>,
+    #[serde(default)]
+    cluster_domain: Option<Checked<DNS_NAME>>,
+    #[serde(default)]
+    network: Option<String>,
+    #[serde(default)]
+    namespaces: Vec<Checked<NAMESPACE>>,
 }
 
 #[derive(Deserialize)]
@@ -153,6 +198,8 @@ struct RawListener {
     hosts: Option<Spanned<Vec<Checked<HOST_PATTERN>>>>,
     #[serde(default)]
     target_port: Option<PortValue>,
+    #[serde(default)]
+    cluster: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -183,14 +230,20 @@ impl Config {
     /// resolve a relative `services_file`.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = from_yaml(text, origin)?;
-        let listeners = match raw.listeners {
-            Some(list) => Some(check_listeners(list, origin)?),
-            None => None,
-        };
-        let services_file = raw.services_file.map(|file| match origin.parent() {
+        let resolve = |file: PathBuf| match origin.parent() {
             Some(dir) if file.is_relative() => dir.join(file),
             _ => file,
-        });
+        };
+        let (clusters, cluster_lines) = match raw.clusters {
+            Some(list) => check_clusters(list, origin, resolve)?,
+            None => (Vec::new(), Vec::new()),
+        };
+        let listeners = match raw.listeners {
+            Some(list) => Some(check_listeners(list, origin, &clusters)?),
+            None => None,
+        };
+        check_clusters_used(&clusters, &cluster_lines, listeners.as_deref())?;
+        let services_file = raw.services_file.map(resolve);
         Ok(Config {
             admin: raw.admin,
             workers: raw.workers,
@@ -208,6 +261,7 @@ impl Config {
             limits: raw.limits,
             services_file,
             services: check_services(raw.services, origin, "services")?,
+            clusters,
         })
     }
 
@@ -270,6 +324,7 @@ impl Config {
 fn check_listeners(
     list: Spanned<Vec<Spanned<RawListener>>>,
     origin: &Path,
+    clusters: &[ClusterSpec],
 ) -> Result<Vec<ListenerSpec>, ConfigError> {
     if list.value.is_empty() {
         return Err(ConfigError::invalid(
@@ -316,14 +371,105 @@ fn check_listeners(
                 ),
             ));
         }
+        let cluster = match raw.cluster {
+            Some(c) if !clusters.iter().any(|k| k.name == c.value) => {
+                let known: Vec<&str> = clusters.iter().map(|k| k.name.as_str()).collect();
+                return Err(ConfigError::invalid(
+                    Position::at(origin, c.referenced),
+                    format!("{field}.cluster"),
+                    if known.is_empty() {
+                        format!("{:?} is not in `clusters:` (the file lists none)", c.value)
+                    } else {
+                        format!(
+                            "{:?} is not in `clusters:` (known: {})",
+                            c.value,
+                            known.join(", ")
+                        )
+                    },
+                ));
+            }
+            c => c.map(|c| c.value),
+        };
         out.push(ListenerSpec {
             name,
             listen: raw.listen.0,
             hosts,
             target_port: raw.target_port.map_or(443, |p| p.port()),
+            cluster,
         });
     }
     Ok(out)
+}
+
+/// Applies defaults, resolves kubeconfig paths and rejects an empty list or a repeated name.
+/// Returns each cluster's position too, for [`check_clusters_used`].
+fn check_clusters(
+    list: Spanned<Vec<Spanned<RawCluster>>>,
+    origin: &Path,
+    resolve: impl Fn(PathBuf) -> PathBuf,
+) -> Result<(Vec<ClusterSpec>, Vec<Position>), ConfigError> {
+    if list.value.is_empty() {
+        return Err(ConfigError::invalid(
+            Position::at(origin, list.referenced),
+            "clusters",
+            "the list is empty; list at least one cluster, or leave `clusters` out",
+        ));
+    }
+    let mut out: Vec<ClusterSpec> = Vec::with_capacity(list.value.len());
+    let mut positions: Vec<Position> = Vec::with_capacity(list.value.len());
+    for (i, entry) in list.value.into_iter().enumerate() {
+        let at = Position::at(origin, entry.referenced);
+        let raw = entry.value;
+        let name = raw.name.0;
+        if let Some(j) = out.iter().position(|c| c.name == name) {
+            return Err(ConfigError::invalid(
+                at,
+                format!("clusters[{i}].name"),
+                format!(
+                    "{name:?} is already the name of the cluster at line {}",
+                    positions[j].line.unwrap_or(0)
+                ),
+            ));
+        }
+        out.push(ClusterSpec {
+            name,
+            kubeconfig: raw.kubeconfig.map(&resolve),
+            context: raw.context,
+            cluster_domain: raw
+                .cluster_domain
+                .map_or_else(|| "cluster.local".to_string(), |d| d.0),
+            network: raw.network.unwrap_or_default(),
+            namespaces: raw.namespaces.into_iter().map(|n| n.0).collect(),
+        });
+        positions.push(at);
+    }
+    Ok((out, positions))
+}
+
+/// A cluster no listener names would be watched for nothing: most likely a listener lost its
+/// `cluster:` line, so refuse rather than route that listener somewhere else.
+fn check_clusters_used(
+    clusters: &[ClusterSpec],
+    positions: &[Position],
+    listeners: Option<&[ListenerSpec]>,
+) -> Result<(), ConfigError> {
+    for (i, (cluster, at)) in clusters.iter().zip(positions).enumerate() {
+        let used = listeners
+            .unwrap_or_default()
+            .iter()
+            .any(|l| l.cluster.as_deref() == Some(cluster.name.as_str()));
+        if !used {
+            return Err(ConfigError::invalid(
+                at.clone(),
+                format!("clusters[{i}]"),
+                format!(
+                    "no listener routes to cluster {:?}; give one `cluster: {}` under `listeners:`",
+                    cluster.name, cluster.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

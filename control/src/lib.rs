@@ -1,8 +1,8 @@
 //! `eastwest-control` turns sources of endpoints into route-table snapshots for the proxy.
 //!
 //! It owns the gateway's YAML config file ([`config`]), the services file and `--endpoints`
-//! values ([`services`]), and the file source that reloads the services file when it changes
-//! ([`file`]). It builds [`eastwest_proxy::routes::RouteTable`]s and publishes them; it knows no
+//! values ([`services`]), the file source that reloads the services file when it changes
+//! ([`file`]), and the Kubernetes source that watches Services and EndpointSlices ([`kube`]). It builds [`eastwest_proxy::routes::RouteTable`]s and publishes them; it knows no
 //! sockets.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
@@ -10,11 +10,12 @@
 pub mod config;
 mod error;
 pub mod file;
+pub mod kube;
 pub mod services;
 mod value;
 
-pub use config::{Config, LimitsSpec, ListenerSpec, LogFormat, TimeoutsSpec};
+pub use config::{ClusterSpec, Config, LimitsSpec, ListenerSpec, LogFormat, TimeoutsSpec};
 pub use error::{ConfigError, Position};
 pub use file::{FileSource, ReloadEvent, publish_static};
 pub use services::{EndpointSpec, ServiceSpec, build_table, parse_endpoints_flag, parse_services};
-pub use value::parse_duration;
+pub use value::{check_cluster_id, check_dns_name, check_namespace, parse_duration};

@@ -234,11 +234,16 @@ pub fn parse_endpoints_flag(s: &str) -> Result<ServiceSpec, ConfigError> {
 /// `previous` keep their passive health and load.
 pub fn build_table(specs: &[ServiceSpec], previous: Option<&RouteTable>) -> RouteTable {
     let mut builder = RouteTableBuilder::new();
+    add_specs(&mut builder, specs);
+    builder.build(previous)
+}
+
+/// Adds `specs`' ready endpoints to `builder`.
+pub(crate) fn add_specs(builder: &mut RouteTableBuilder, specs: &[ServiceSpec]) {
     for spec in specs {
         let ready = spec.endpoints.iter().filter(|e| e.ready).map(|e| e.address);
         builder.add(&spec.host, spec.port, &spec.subset, ready);
     }
-    builder.build(previous)
 }
 
 #[cfg(test)]

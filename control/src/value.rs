@@ -106,6 +106,40 @@ pub fn check_subset(s: &str) -> Result<(), String> {
     }
 }
 
+/// Checks a Kubernetes namespace name (an RFC 1123 label: lower-case letters, digits and '-',
+/// at most 63, starting and ending with a letter or digit).
+pub fn check_namespace(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not a namespace name (lower-case letters, digits and '-', at most 63)"
+        ))
+    }
+}
+
+/// Checks a cluster ID (Istio's `clusterID`, e.g. `Kubernetes`, `cluster1`): it names logs,
+/// metric labels and `/debug/routes` lines, so 1 to 63 letters, digits, '-', '_' or '.'.
+pub fn check_cluster_id(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not a cluster ID (1 to 63 letters, digits, '-', '_' or '.')"
+        ))
+    }
+}
+
 /// A string checked as it is deserialised; `KIND` says which check.
 pub struct Checked<const KIND: u8>(pub String);
 
@@ -113,6 +147,8 @@ pub struct Checked<const KIND: u8>(pub String);
 pub const DNS_NAME: u8 = 0;
 pub const SUBSET: u8 = 1;
 pub const HOST_PATTERN: u8 = 2;
+pub const NAMESPACE: u8 = 3;
+pub const CLUSTER_ID: u8 = 4;
 
 impl<'de, const KIND: u8> Deserialize<'de> for Checked<KIND> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -120,6 +156,8 @@ impl<'de, const KIND: u8> Deserialize<'de> for Checked<KIND> {
         let checked = match KIND {
             DNS_NAME => check_dns_name(&s),
             SUBSET => check_subset(&s),
+            NAMESPACE => check_namespace(&s),
+            CLUSTER_ID => check_cluster_id(&s),
             _ => eastwest_proxy::hosts::HostPatterns::parse(&[&s])
                 .map(|_| ())
                 .map_err(|e| e.to_string()),

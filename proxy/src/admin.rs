@@ -24,8 +24,16 @@ use crate::server::Lifecycle;
 /// What the admin endpoints read.
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
-    pub routes: Vec<Arc<Routes>>,
+    /// Every route source, each once (listeners may share one).
+    pub sources: Vec<NamedRoutes>,
     pub lifecycle: Arc<Lifecycle>,
+}
+
+/// A route source's snapshots under the name logs and `/debug/routes` use (a cluster ID, or
+/// `file`/`static`).
+pub struct NamedRoutes {
+    pub name: String,
+    pub routes: Arc<Routes>,
 }
 
 /// Serves admin requests on `listener` until the future is dropped.
@@ -115,10 +123,19 @@ fn readiness(state: &AdminState) -> (StatusCode, String) {
             "listeners not ready\n".into(),
         );
     }
-    if state.routes.iter().any(|r| !r.is_loaded()) {
+    let waiting: Vec<&str> = state
+        .sources
+        .iter()
+        .filter(|s| !s.routes.is_loaded())
+        .map(|s| s.name.as_str())
+        .collect();
+    if !waiting.is_empty() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "no route snapshot loaded yet\n".into(),
+            format!(
+                "no route snapshot loaded yet from: {}\n",
+                waiting.join(", ")
+            ),
         );
     }
     (StatusCode::OK, "ready\n".into())
@@ -126,8 +143,8 @@ fn readiness(state: &AdminState) -> (StatusCode, String) {
 
 fn refresh_route_gauges(state: &AdminState) {
     let (mut version, mut routes, mut endpoints) = (0, 0, 0);
-    for r in &state.routes {
-        if let Some(t) = r.load().as_ref() {
+    for source in &state.sources {
+        if let Some(t) = source.routes.load().as_ref() {
             version = version.max(t.version());
             routes += t.route_count();
             endpoints += t.endpoint_count();
@@ -142,13 +159,17 @@ fn refresh_route_gauges(state: &AdminState) {
         .set(state.lifecycle.draining.load(Ordering::Relaxed) as i64);
 }
 
-/// `istioctl pc endpoints`-style lines: cluster, endpoint, status, active connections.
+/// `istioctl pc endpoints`-style lines: cluster, endpoint, status, active connections, and the
+/// route source it came from.
 fn dump_routes(state: &AdminState) -> String {
     let now = clock::now_ms();
     let mut lines = Vec::new();
-    for r in &state.routes {
-        let Some(t) = r.load_full() else { continue };
+    for source in &state.sources {
+        let Some(t) = source.routes.load_full() else {
+            continue;
+        };
         for (host, route) in t.iter() {
+            let cluster = format!("outbound|{}|{}|{}", route.port, route.subset, host);
             for ep in route.endpoints.iter() {
                 let status = if ep.is_ejected(now) {
                     "EJECTED"
@@ -156,27 +177,24 @@ fn dump_routes(state: &AdminState) -> String {
                     "HEALTHY"
                 };
                 lines.push(format!(
-                    "{:<60} {:<24} {:<8} {}",
-                    format!("outbound|{}|{}|{}", route.port, route.subset, host),
-                    ep.addr,
-                    status,
-                    ep.active()
+                    "{cluster:<60} {:<24} {status:<8} {:<6} {}",
+                    ep.addr.to_string(),
+                    ep.active(),
+                    source.name
                 ));
             }
             if route.endpoints.is_empty() {
                 lines.push(format!(
-                    "{:<60} {:<24} {:<8} 0",
-                    format!("outbound|{}|{}|{}", route.port, route.subset, host),
-                    "-",
-                    "NONE"
+                    "{cluster:<60} {:<24} {:<8} {:<6} {}",
+                    "-", "NONE", 0, source.name
                 ));
             }
         }
     }
     lines.sort();
     let mut out = format!(
-        "{:<60} {:<24} {:<8} ACTIVE\n",
-        "CLUSTER", "ENDPOINT", "STATUS"
+        "{:<60} {:<24} {:<8} {:<6} SOURCE\n",
+        "CLUSTER", "ENDPOINT", "STATUS", "ACTIVE"
     );
     for l in lines {
         let _ = writeln!(out, "{l}");

@@ -39,6 +39,31 @@ struct ResultLabel {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceResourceLabels {
+    source: String,
+    resource: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceErrorLabels {
+    source: String,
+    resource: &'static str,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceInfoLabels {
+    source: String,
+    network: String,
+    cluster_domain: String,
+}
+
 /// Sniff-duration bucket bounds in seconds: a ClientHello normally lands in one segment within
 /// microseconds; the tail shows slow or hostile clients up to the sniff timeout.
 const SNIFF_BUCKETS: [f64; 12] = [
@@ -116,6 +141,13 @@ pub struct Metrics {
     pub route_table_endpoints: Gauge,
     pub draining: Gauge,
     reloads: Family<ResultLabel, Counter>,
+    source_info: Family<SourceInfoLabels, Gauge>,
+    source_synced: Family<SourceLabel, Gauge>,
+    source_up: Family<SourceLabel, Gauge>,
+    source_last_sync: Family<SourceLabel, Gauge<f64, AtomicU64>>,
+    source_restarts: Family<SourceResourceLabels, Counter>,
+    source_relists: Family<SourceResourceLabels, Counter>,
+    source_errors: Family<SourceErrorLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -141,6 +173,13 @@ impl Metrics {
             route_table_endpoints: Gauge::default(),
             draining: Gauge::default(),
             reloads: Family::default(),
+            source_info: Family::default(),
+            source_synced: Family::default(),
+            source_up: Family::default(),
+            source_last_sync: Family::default(),
+            source_restarts: Family::default(),
+            source_relists: Family::default(),
+            source_errors: Family::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -208,7 +247,65 @@ impl Metrics {
             "Route source reloads, by result (ok, rejected)",
             m.reloads.clone(),
         );
+        r.register(
+            "source_info",
+            "1 for each Kubernetes route source, labelled with its network and cluster domain",
+            m.source_info.clone(),
+        );
+        r.register(
+            "source_synced",
+            "1 once a Kubernetes route source has listed everything and published its first snapshot",
+            m.source_synced.clone(),
+        );
+        r.register(
+            "source_up",
+            "1 while a Kubernetes route source's last request to the API server succeeded, 0 after an error",
+            m.source_up.clone(),
+        );
+        r.register(
+            "source_last_sync_timestamp_seconds",
+            "Unix time of the last successful list or watch event from the API server",
+            m.source_last_sync.clone(),
+        );
+        r.register(
+            "source_watch_restarts",
+            "Watches re-established after they failed (the watcher retries with backoff)",
+            m.source_restarts.clone(),
+        );
+        r.register(
+            "source_relists",
+            "Full relists after the first list (410 Gone, or a restart that lost its place)",
+            m.source_relists.clone(),
+        );
+        r.register(
+            "source_errors",
+            "Errors talking to the API server, by resource and kind",
+            m.source_errors.clone(),
+        );
         m
+    }
+
+    /// The series of one Kubernetes route source (start-up only: this takes locks).
+    pub fn source(&self, name: &str, network: &str, cluster_domain: &str) -> SourceMetrics {
+        self.source_info
+            .get_or_create(&SourceInfoLabels {
+                source: name.to_string(),
+                network: network.to_string(),
+                cluster_domain: cluster_domain.to_string(),
+            })
+            .set(1);
+        let label = SourceLabel {
+            source: name.to_string(),
+        };
+        SourceMetrics {
+            name: name.to_string(),
+            synced: self.source_synced.get_or_create(&label).clone(),
+            up: self.source_up.get_or_create(&label).clone(),
+            last_sync: self.source_last_sync.get_or_create(&label).clone(),
+            restarts: self.source_restarts.clone(),
+            relists: self.source_relists.clone(),
+            errors: self.source_errors.clone(),
+        }
     }
 
     /// Resolves every labelled series of one listener (start-up only: this takes locks).
@@ -267,6 +364,59 @@ impl Metrics {
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// A Kubernetes route source's series. Recorded on the control runtime, never on the data path.
+#[derive(Clone)]
+pub struct SourceMetrics {
+    name: String,
+    synced: Gauge,
+    up: Gauge,
+    last_sync: Gauge<f64, AtomicU64>,
+    restarts: Family<SourceResourceLabels, Counter>,
+    relists: Family<SourceResourceLabels, Counter>,
+    errors: Family<SourceErrorLabels, Counter>,
+}
+
+impl SourceMetrics {
+    fn labels(&self, resource: &'static str) -> SourceResourceLabels {
+        SourceResourceLabels {
+            source: self.name.clone(),
+            resource,
+        }
+    }
+
+    /// The first snapshot was published.
+    pub fn set_synced(&self) {
+        self.synced.set(1);
+    }
+
+    /// A list page or watch event arrived: the API server is reachable and we are current.
+    pub fn record_success(&self) {
+        self.up.set(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.last_sync.set(now);
+    }
+
+    /// A request to the API server failed; the watcher will restart it after a backoff.
+    pub fn record_error(&self, resource: &'static str, kind: &'static str) {
+        self.up.set(0);
+        self.errors
+            .get_or_create(&SourceErrorLabels {
+                source: self.name.clone(),
+                resource,
+                kind,
+            })
+            .inc();
+        self.restarts.get_or_create(&self.labels(resource)).inc();
+    }
+
+    /// A relist began (not the first list).
+    pub fn record_relist(&self, resource: &'static str) {
+        self.relists.get_or_create(&self.labels(resource)).inc();
     }
 }
 

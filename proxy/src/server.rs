@@ -78,11 +78,23 @@ struct ListenerCtx {
 
 impl Gateway {
     /// Binds every listener (errors name the address) and starts `config.workers` workers.
+    /// `routes[i]` is the route source of `config.listeners[i]` (several listeners may share
+    /// one; a host serving several clusters gives each cluster's listener its own).
     pub fn start(
         config: ProxyConfig,
-        routes: Arc<Routes>,
+        routes: Vec<Arc<Routes>>,
         metrics: &Metrics,
     ) -> io::Result<Gateway> {
+        if routes.len() != config.listeners.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} listeners but {} route sources",
+                    config.listeners.len(),
+                    routes.len()
+                ),
+            ));
+        }
         let workers = config.workers.max(1);
         let config = Arc::new(config);
         let lifecycle = Arc::new(Lifecycle::default());
@@ -90,7 +102,7 @@ impl Gateway {
             (0..workers).map(|_| Vec::new()).collect();
         let mut local_addrs = Vec::new();
         let mut ctxs = Vec::new();
-        for l in &config.listeners {
+        for (l, routes) in config.listeners.iter().zip(routes) {
             // With port 0 the first socket picks the port; the others must share it.
             let mut addr = l.listen;
             if addr.port() != 0 {
@@ -115,7 +127,7 @@ impl Gateway {
             ctxs.push(Arc::new(ListenerCtx {
                 cfg: l.clone(),
                 proxy: config.clone(),
-                routes: routes.clone(),
+                routes,
                 metrics: metrics.listener(&l.name),
                 lifecycle: lifecycle.clone(),
             }));

@@ -59,6 +59,7 @@ fn every_setting() {
             listen: "0.0.0.0:15443".parse().unwrap(),
             hosts: vec!["*.local".into(), "exact.example.com".into()],
             target_port: 8443,
+            cluster: None,
         }
     );
     assert_eq!(
@@ -68,6 +69,7 @@ fn every_setting() {
             listen: "[::]:15444".parse().unwrap(),
             hosts: vec!["*.local".into()],
             target_port: 443,
+            cluster: None,
         }
     );
     assert_eq!(
@@ -226,7 +228,7 @@ fn unknown_fields_are_rejected_where_they_are() {
     assert_eq!(
         error("admin: 0.0.0.0:15021\nworker: 2\n"),
         "/etc/eastwest/config.yaml:2:1: worker: unknown field `worker`, expected one of admin, \
-         workers, log_format, balance, forward, listeners, timeouts, limits, services_file, services"
+         workers, log_format, balance, forward, listeners, timeouts, limits, services_file, services, clusters"
     );
     assert_eq!(
         error("timeouts:\n  sniff: 1s\n  conect: 2s\n"),
@@ -236,7 +238,7 @@ fn unknown_fields_are_rejected_where_they_are() {
     assert_eq!(
         error("listeners:\n  - listen: 0.0.0.0:1\n    host: [a.local]\n"),
         "/etc/eastwest/config.yaml:3:5: listeners[0].host: unknown field `host`, expected one of \
-         name, listen, hosts, target_port"
+         name, listen, hosts, target_port, cluster"
     );
 }
 
@@ -345,6 +347,7 @@ fn listener_configs_of_a_config_built_in_code() {
             listen: "127.0.0.1:1".parse().unwrap(),
             hosts: vec!["a.*.com".into()],
             target_port: 443,
+            cluster: None,
         }]),
         ..Config::default()
     };
@@ -352,5 +355,94 @@ fn listener_configs_of_a_config_built_in_code() {
         c.listener_configs().unwrap_err().to_string(),
         "config: listeners[0].hosts: host pattern \"a.*.com\" is not valid: only a leading `*.` \
          wildcard is allowed"
+    );
+}
+
+const TWO_CLUSTERS: &str = r#"
+clusters:
+  - name: west
+    kubeconfig: kube/west.yaml
+    context: west-admin
+    network: network2
+    namespaces: [west, sample]
+  - name: cluster-2
+    kubeconfig: /abs/east.yaml
+    cluster_domain: corp.example
+listeners:
+  - name: west
+    listen: 0.0.0.0:15443
+    cluster: west
+  - name: east
+    listen: 0.0.0.0:15444
+    cluster: cluster-2
+"#;
+
+#[test]
+fn clusters_each_with_a_kubeconfig_and_a_listener() {
+    let c = parse(TWO_CLUSTERS).unwrap();
+    assert_eq!(
+        c.clusters,
+        [
+            ClusterSpec {
+                name: "west".into(),
+                kubeconfig: Some("/etc/eastwest/kube/west.yaml".into()),
+                context: Some("west-admin".into()),
+                cluster_domain: "cluster.local".into(),
+                network: "network2".into(),
+                namespaces: vec!["west".into(), "sample".into()],
+            },
+            ClusterSpec {
+                name: "cluster-2".into(),
+                kubeconfig: Some("/abs/east.yaml".into()),
+                context: None,
+                cluster_domain: "corp.example".into(),
+                network: String::new(),
+                namespaces: vec![],
+            },
+        ]
+    );
+    let listeners = c.listeners.unwrap();
+    assert_eq!(listeners[0].cluster.as_deref(), Some("west"));
+    assert_eq!(listeners[1].cluster.as_deref(), Some("cluster-2"));
+}
+
+#[test]
+fn cluster_mistakes_name_file_line_and_field() {
+    assert_eq!(
+        error("clusters: []\n"),
+        "/etc/eastwest/config.yaml:1:11: clusters: the list is empty; list at least one \
+         cluster, or leave `clusters` out"
+    );
+    assert_eq!(
+        error(&TWO_CLUSTERS.replace("cluster: cluster-2", "cluster: east")),
+        "/etc/eastwest/config.yaml:17:14: listeners[1].cluster: \"east\" is not in `clusters:` \
+         (known: west, cluster-2)"
+    );
+    assert_eq!(
+        error(&TWO_CLUSTERS.replace("    cluster: cluster-2\n", "")),
+        "/etc/eastwest/config.yaml:8:5: clusters[1]: no listener routes to cluster \
+         \"cluster-2\"; give one `cluster: cluster-2` under `listeners:`"
+    );
+    assert_eq!(
+        error(&TWO_CLUSTERS.replace("name: cluster-2", "name: west")),
+        "/etc/eastwest/config.yaml:8:5: clusters[1].name: \"west\" is already the name of the \
+         cluster at line 3"
+    );
+    let bad_ns = error(&TWO_CLUSTERS.replace("[west, sample]", "[west, Sample]"));
+    assert!(
+        bad_ns.starts_with("/etc/eastwest/config.yaml:")
+            && bad_ns.contains("clusters[0].namespaces[1]")
+            && bad_ns.contains("\"Sample\" is not a namespace name"),
+        "{bad_ns}"
+    );
+    let bad_id = error(&TWO_CLUSTERS.replace("name: west\n    kube", "name: we/st\n    kube"));
+    assert!(
+        bad_id.contains("clusters[0].name") && bad_id.contains("is not a cluster ID"),
+        "{bad_id}"
+    );
+    let unknown = error(&TWO_CLUSTERS.replace("context: west-admin", "contxt: west-admin"));
+    assert!(
+        unknown.contains(":5:") && unknown.contains("contxt"),
+        "{unknown}"
     );
 }

@@ -1,0 +1,415 @@
+//! The Kubernetes source: one cluster's Services and EndpointSlices (discovery.k8s.io/v1),
+//! watched with kube-rs's runtime watcher and published as complete route-table snapshots.
+//!
+//! Owns: reaching the API server ([`connect`]), what is kept of each object (`model`), one
+//! store per watch with relist buffering (`store`), the table (`table`), and the loop here that
+//! merges the watches, coalesces bursts and publishes.
+//!
+//! Guarantees: nothing is published before every watch has listed once (so readiness waits for
+//! a full view); after that each change is published within [`KubeOptions::max_delay`] plus the
+//! build time, bursts in one snapshot; a relist is swapped in whole. While the API server is
+//! unreachable, slow, erroring or expiring our resourceVersion, the last table stays in use and
+//! the watcher retries with client-go's backoff (0.8 s doubling to 30 s) and relists as needed.
+
+mod connect;
+mod model;
+mod store;
+mod table;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eastwest_proxy::metrics::SourceMetrics;
+use eastwest_proxy::routes::Routes;
+use futures::stream::{BoxStream, SelectAll, StreamExt};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use tracing::{debug, info, warn};
+
+pub use connect::{ConnectError, Connection};
+pub use table::Counts;
+
+use crate::services::ServiceSpec;
+use model::Object;
+use store::{Change, Outcome, Store};
+
+/// What to watch and how to name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeOptions {
+    /// The cluster's ID (Istio's `clusterID`): logs and the `source` label of metrics.
+    pub cluster_id: String,
+    /// Hosts are `<service>.<namespace>.svc.<cluster_domain>`.
+    pub cluster_domain: String,
+    /// The cluster's network (Istio's `topology.istio.io/network`), reported in
+    /// `eastwest_source_info`.
+    pub network: String,
+    /// Namespaces to watch; empty watches all.
+    pub namespaces: Vec<String>,
+    /// A change is published once no other arrived for this long...
+    pub quiet: Duration,
+    /// ...or at the latest this long after the first unpublished change.
+    pub max_delay: Duration,
+    /// Objects per list page.
+    pub page_size: u32,
+}
+
+impl KubeOptions {
+    /// Istio's defaults: cluster `Kubernetes`, domain `cluster.local`, all namespaces.
+    pub fn new(cluster_id: &str) -> Self {
+        KubeOptions {
+            cluster_id: cluster_id.to_string(),
+            cluster_domain: "cluster.local".into(),
+            network: String::new(),
+            namespaces: Vec::new(),
+            quiet: Duration::from_millis(10),
+            max_delay: Duration::from_millis(100),
+            page_size: 500,
+        }
+    }
+}
+
+/// A published snapshot, for logs and benchmarks.
+#[derive(Debug, Clone, Copy)]
+pub struct Published {
+    pub version: u64,
+    pub routes: usize,
+    pub endpoints: usize,
+    pub counts: Counts,
+    /// Time to build the table.
+    pub build: Duration,
+    /// The first snapshot (the initial sync is complete).
+    pub first: bool,
+}
+
+/// One cluster's route source. Make with [`KubeSource::new`], drive with [`KubeSource::run`].
+pub struct KubeSource {
+    client: Client,
+    options: KubeOptions,
+    statics: Vec<ServiceSpec>,
+    routes: Arc<Routes>,
+    metrics: SourceMetrics,
+}
+
+/// One watch: a resource in one namespace (or all).
+struct Watch {
+    resource: Resource,
+    scope: Option<String>,
+    store: Store,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resource {
+    Services,
+    EndpointSlices,
+}
+
+impl Resource {
+    fn plural(self) -> &'static str {
+        match self {
+            Resource::Services => "services",
+            Resource::EndpointSlices => "endpointslices",
+        }
+    }
+
+    fn group(self) -> &'static str {
+        match self {
+            Resource::Services => "",
+            Resource::EndpointSlices => "discovery.k8s.io",
+        }
+    }
+}
+
+/// A watch's next item: a change to apply, or a failure the watcher will retry.
+enum Item {
+    Change(Change),
+    Failed(watcher::Error),
+}
+
+type Items = SelectAll<BoxStream<'static, (usize, Item)>>;
+
+impl KubeSource {
+    /// `statics` (the config file's `services:`, `--endpoints`) are merged into every table.
+    pub fn new(
+        client: Client,
+        options: KubeOptions,
+        statics: Vec<ServiceSpec>,
+        routes: Arc<Routes>,
+        metrics: SourceMetrics,
+    ) -> Self {
+        KubeSource {
+            client,
+            options,
+            statics,
+            routes,
+            metrics,
+        }
+    }
+
+    /// Watches and publishes until the future is dropped; `on_publish` sees every snapshot.
+    pub async fn run(self, mut on_publish: impl FnMut(&Published)) {
+        let (mut watches, mut items) = self.watches();
+        let cluster = self.options.cluster_id.as_str();
+        let mut first_change: Option<Instant> = None;
+        let mut last_change = Instant::now();
+        let mut published_once = false;
+        loop {
+            let due = first_change
+                .filter(|_| watches.iter().all(|w| w.store.synced()))
+                .map(|first| {
+                    (last_change + self.options.quiet).min(first + self.options.max_delay)
+                });
+            let next = match due {
+                Some(at) => match tokio::time::timeout_at(at.into(), items.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        first_change = None;
+                        let published = self.publish(&watches, !published_once);
+                        published_once = true;
+                        on_publish(&published);
+                        continue;
+                    }
+                },
+                None => items.next().await,
+            };
+            // The streams never end (the watcher retries forever); select_all over none would.
+            let Some((index, item)) = next else { return };
+            let watch = &mut watches[index];
+            match item {
+                Item::Change(change) => {
+                    self.metrics.record_success();
+                    let relist = matches!(change, Change::Init) && watch.store.lists() > 0;
+                    if relist {
+                        self.metrics.record_relist(watch.resource.plural());
+                        info!(cluster, resource = watch.resource.plural(), "relisting");
+                    }
+                    let synced_before = watch.store.synced();
+                    if watch.store.apply(change) == Outcome::Changed {
+                        let now = Instant::now();
+                        first_change.get_or_insert(now);
+                        last_change = now;
+                    }
+                    if !synced_before && watch.store.synced() {
+                        debug!(
+                            cluster,
+                            resource = watch.resource.plural(),
+                            namespace = watch.scope.as_deref().unwrap_or("*"),
+                            objects = watch.store.len(),
+                            "listed"
+                        );
+                    }
+                }
+                Item::Failed(error) => self.report(watch, &error),
+            }
+        }
+    }
+
+    fn watches(&self) -> (Vec<Watch>, Items) {
+        let scopes: Vec<Option<String>> = if self.options.namespaces.is_empty() {
+            vec![None]
+        } else {
+            self.options.namespaces.iter().cloned().map(Some).collect()
+        };
+        let config = watcher::Config::default().page_size(self.options.page_size);
+        let mut watches = Vec::new();
+        let mut items = SelectAll::new();
+        for scope in scopes {
+            for resource in [Resource::Services, Resource::EndpointSlices] {
+                let index = watches.len();
+                let stream = match resource {
+                    Resource::Services => {
+                        let api: Api<Service> = api(&self.client, scope.as_deref());
+                        changes(api, config.clone(), model::service)
+                    }
+                    Resource::EndpointSlices => {
+                        let api: Api<EndpointSlice> = api(&self.client, scope.as_deref());
+                        changes(api, config.clone(), model::slice)
+                    }
+                };
+                items.push(stream.map(move |item| (index, item)).boxed());
+                watches.push(Watch {
+                    resource,
+                    scope: scope.clone(),
+                    store: Store::default(),
+                });
+            }
+        }
+        (watches, items)
+    }
+
+    fn publish(&self, watches: &[Watch], first: bool) -> Published {
+        let started = Instant::now();
+        let stores: Vec<&Store> = watches.iter().map(|w| &w.store).collect();
+        let previous = self.routes.load_full();
+        let (table, counts) = table::build(
+            &stores,
+            &self.options.cluster_domain,
+            &self.statics,
+            previous.as_deref(),
+        );
+        let (routes, endpoints) = (table.route_count(), table.endpoint_count());
+        let build = started.elapsed();
+        let version = self.routes.publish(table);
+        let published = Published {
+            version,
+            routes,
+            endpoints,
+            counts,
+            build,
+            first,
+        };
+        if first {
+            self.metrics.set_synced();
+            info!(
+                cluster = self.options.cluster_id,
+                version,
+                routes,
+                endpoints,
+                services = counts.services,
+                slices = counts.slices,
+                build_ms = build.as_secs_f64() * 1e3,
+                "initial sync complete; route table loaded"
+            );
+        } else {
+            debug!(
+                cluster = self.options.cluster_id,
+                version, routes, endpoints, "route table updated"
+            );
+        }
+        published
+    }
+
+    fn report(&self, watch: &Watch, error: &watcher::Error) {
+        let failure = Failure::of(error);
+        let resource = watch.resource.plural();
+        self.metrics.record_error(resource, failure.kind);
+        let scope = match &watch.scope {
+            Some(ns) => format!("in namespace {ns}"),
+            None => "in all namespaces".to_string(),
+        };
+        let keeping = if self.routes.is_loaded() {
+            "keeping the last good routes"
+        } else {
+            "not ready until the first full list"
+        };
+        let hint = match failure.kind {
+            "forbidden" => format!(
+                "; RBAC must allow verbs [get, list, watch] on resources [{resource}] in \
+                 apiGroups [\"{}\"] {scope} (deploy/rbac.yaml)",
+                watch.resource.group()
+            ),
+            "unauthorized" => {
+                "; the API server rejected the credentials (expired or revoked token, wrong \
+                 kubeconfig user)"
+                    .to_string()
+            }
+            "gone" => "; our resourceVersion expired, relisting".to_string(),
+            _ => String::new(),
+        };
+        warn!(
+            cluster = self.options.cluster_id,
+            resource,
+            kind = failure.kind,
+            "cannot {} {resource} {scope}: {error}{hint}; retrying with backoff, {keeping}",
+            failure.verb
+        );
+    }
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The watcher's events for `api`, each object reduced by `reduce` on arrival.
+fn changes<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    reduce: fn(&K) -> Option<Object>,
+) -> BoxStream<'static, Item>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K::DynamicType: Default,
+{
+    watcher::watcher(api, config)
+        .default_backoff()
+        .filter_map(move |event| {
+            let item = match event {
+                Ok(Event::Init) => Some(Item::Change(Change::Init)),
+                Ok(Event::InitDone) => Some(Item::Change(Change::InitDone)),
+                Ok(Event::InitApply(k)) => {
+                    model::key(&k).map(|key| Item::Change(Change::InitApply(key, reduce(&k))))
+                }
+                Ok(Event::Apply(k)) => {
+                    model::key(&k).map(|key| Item::Change(Change::Apply(key, reduce(&k))))
+                }
+                Ok(Event::Delete(k)) => model::key(&k).map(|key| Item::Change(Change::Delete(key))),
+                Err(e) => Some(Item::Failed(e)),
+            };
+            std::future::ready(item)
+        })
+        .boxed()
+}
+
+/// A watcher error sorted for the `kind` label and the log.
+struct Failure {
+    verb: &'static str,
+    kind: &'static str,
+}
+
+impl Failure {
+    fn of(error: &watcher::Error) -> Failure {
+        use watcher::Error as W;
+        match error {
+            W::InitialListFailed(e) => Failure {
+                verb: "list",
+                kind: client_kind(e),
+            },
+            W::WatchStartFailed(e) | W::WatchFailed(e) => Failure {
+                verb: "watch",
+                kind: client_kind(e),
+            },
+            W::WatchError(status) => Failure {
+                verb: "watch",
+                kind: status_kind(status.code),
+            },
+            W::NoResourceVersion => Failure {
+                verb: "list",
+                kind: "protocol",
+            },
+        }
+    }
+}
+
+fn client_kind(error: &kube::Error) -> &'static str {
+    match error {
+        kube::Error::Api(status) => status_kind(status.code),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => "unreachable",
+        kube::Error::Auth(_) => "credentials",
+        kube::Error::SerdeError(_)
+        | kube::Error::FromUtf8(_)
+        | kube::Error::LinesCodecMaxLineLengthExceeded
+        | kube::Error::ReadEvents(_) => "protocol",
+        _ => "other",
+    }
+}
+
+fn status_kind(code: u16) -> &'static str {
+    match code {
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        410 => "gone",
+        429 => "throttled",
+        500..=599 => "server_error",
+        _ => "api_error",
+    }
+}
