@@ -40,6 +40,7 @@ pub(crate) async fn handle(
         path,
         query: raw_query,
         authenticated: user.is_some(),
+        user: user.clone(),
         status: response.status().as_u16(),
         user_agent,
     });

@@ -15,6 +15,8 @@ pub struct RequestRecord {
     pub query: String,
     /// Whether the bearer token was accepted.
     pub authenticated: bool,
+    /// The user the accepted token belongs to (see `ApiServer::add_token`).
+    pub user: Option<String>,
     /// The HTTP status answered (200 for a watch that was opened, even if it then sent an ERROR).
     pub status: u16,
     pub user_agent: Option<String>,
@@ -116,6 +118,7 @@ mod tests {
             path: path.into(),
             query: query.into(),
             authenticated: true,
+            user: Some("tester".into()),
             status: 200,
             user_agent: None,
         }
