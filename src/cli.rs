@@ -151,7 +151,7 @@ pub struct RunArgs {
 
     /// Watch only this namespace (repeatable; the environment variable takes a comma-separated
     /// list) [default: all namespaces]. Needs --kube.
-    #[arg(long = "namespace", env = "EASTWEST_NAMESPACES", value_name = "NS",
+    #[arg(long = "namespace", env = "EASTWEST_NAMESPACE", value_name = "NS",
           value_delimiter = ',', value_parser = checked(eastwest_control::check_namespace))]
     pub namespaces: Vec<String>,
 

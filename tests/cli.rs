@@ -15,7 +15,7 @@ use support::{
 };
 
 /// Every `eastwest run` option.
-const RUN_FLAGS: [&str; 18] = [
+const RUN_FLAGS: [&str; 25] = [
     "--config",
     "--listen",
     "--admin",
@@ -23,6 +23,13 @@ const RUN_FLAGS: [&str; 18] = [
     "--hosts",
     "--endpoints",
     "--services-file",
+    "--kube",
+    "--kubeconfig",
+    "--context",
+    "--cluster-id",
+    "--cluster-domain",
+    "--network",
+    "--namespace",
     "--target-port",
     "--balance",
     "--forward",
@@ -441,4 +448,71 @@ fn counts_out_of_range_are_refused_with_exit_2() {
             "{flag} {value}: {err}"
         );
     }
+}
+
+#[test]
+fn kubernetes_options_that_would_do_nothing_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = dir.path().join("services.yaml");
+    std::fs::write(&services, "services: []\n").unwrap();
+    let endpoints = [
+        "--endpoints",
+        "west.west.svc.cluster.local:8080=127.0.0.1:9",
+    ];
+    // Cluster options without a Kubernetes source.
+    for (flag, value) in [
+        ("--cluster-id", "west"),
+        ("--cluster-domain", "corp.example"),
+        ("--network", "network2"),
+        ("--namespace", "west"),
+    ] {
+        let out = run(&[&endpoints[..], &[flag, value]].concat());
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert_eq!(err.lines().count(), 1, "one sentence, got:\n{err}");
+        assert!(
+            err.contains(flag) && err.contains("--kube"),
+            "{flag}: {err}"
+        );
+    }
+    // Two sources for one listener.
+    let out = run(&["--kube", "--services-file", services.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--kube") && err.contains("services.yaml"),
+        "{err}"
+    );
+    // A namespace that cannot exist is refused by the flag parser.
+    let out = run(&["--kube", "--namespace", "Bad_NS"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("Bad_NS") && err.contains("namespace"), "{err}");
+}
+
+#[test]
+fn a_listener_without_a_cluster_needs_a_default_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("eastwest.yaml");
+    std::fs::write(
+        &path,
+        "clusters:\n  - name: west\n    kubeconfig: west.kubeconfig\nlisteners:\n  \
+         - name: west\n    listen: 127.0.0.1:0\n    cluster: west\n  - name: other\n    \
+         listen: 127.0.0.1:0\n",
+    )
+    .unwrap();
+    let out = eastwest(&[
+        "run",
+        "--config",
+        path.to_str().unwrap(),
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "one sentence, got:\n{err}");
+    assert!(
+        err.contains("\"other\"") && err.contains("cluster: NAME"),
+        "{err}"
+    );
 }

@@ -361,7 +361,12 @@ fn check_listeners(
                 format!("{name:?} is already the name of the listener at line {first}"),
             ));
         }
-        if let Some(first) = addrs.insert(raw.listen.0, line) {
+        // Port 0 asks the kernel for a free port each time: never a clash.
+        let clash = match raw.listen.0.port() {
+            0 => None,
+            _ => addrs.insert(raw.listen.0, line),
+        };
+        if let Some(first) = clash {
             return Err(ConfigError::invalid(
                 at,
                 format!("{field}.listen"),

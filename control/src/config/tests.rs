@@ -294,6 +294,15 @@ fn listener_checks_across_entries() {
         "/etc/eastwest/config.yaml:4:5: listeners[1].name: \"a\" is already the name of the \
          listener at line 2"
     );
+    // Port 0 is a fresh port for each listener, so two of them do not clash.
+    assert_eq!(
+        parse("listeners:\n  - listen: 127.0.0.1:0\n  - listen: 127.0.0.1:0\n")
+            .unwrap()
+            .listeners
+            .unwrap()
+            .len(),
+        2
+    );
     assert_eq!(
         error("listeners:\n  - listen: 0.0.0.0:1\n  - listen: 0.0.0.0:1\n"),
         "/etc/eastwest/config.yaml:3:5: listeners[1].listen: 0.0.0.0:1 is already used by the \
