@@ -1,0 +1,480 @@
+//! `eastwest run --kubeconfig` end to end: the real binary against the Kubernetes API double
+//! (real list/watch over HTTPS, real Service and EndpointSlice JSON), with real traffic to
+//! upstreams on 127.0.0.2, 127.0.0.3, … standing in for pods. Scale up and down, endpoints not
+//! ready or terminating, a deleted Service, cut watches, 410 Gone, the API server away for a
+//! while, a revoked token and a 403: the routes follow the API, and while the API misbehaves
+//! the last good routes keep serving.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use eastwest_kube_double::fixtures::{self, Endpoint};
+use eastwest_kube_double::{ApiServer, ApiServerOptions, RequestRecord};
+use serde_json::Value;
+use support::{
+    Gateway, Upstream, assert_refused, forwards_to_one_of, rustls_client_hello,
+    send_tolerating_close, wait_until,
+};
+
+const SNI: &str = "outbound_.80_._.echo.ns.svc.cluster.local";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// An API server double and a kubeconfig for it.
+struct Api {
+    rt: tokio::runtime::Runtime,
+    server: ApiServer,
+    kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    fn new() -> Api {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let server = rt
+            .block_on(ApiServer::start(ApiServerOptions::default()))
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        server.write_kubeconfig(&kubeconfig, "test").unwrap();
+        Api {
+            rt,
+            server,
+            kubeconfig,
+            _dir: dir,
+        }
+    }
+
+    fn apply(&self, object: Value) {
+        self.rt.block_on(self.server.apply(object)).unwrap();
+    }
+
+    fn delete(&self, resource: &str, namespace: &str, name: &str) {
+        let gone = self
+            .rt
+            .block_on(self.server.delete(resource, namespace, name))
+            .unwrap();
+        assert!(
+            gone.is_some(),
+            "{resource} {namespace}/{name} did not exist"
+        );
+    }
+
+    /// Waits until `count` requests matching `pred` have been answered.
+    fn wait_requests(&self, count: usize, pred: impl Fn(&RequestRecord) -> bool) {
+        self.rt
+            .block_on(async {
+                tokio::time::timeout(WAIT, self.server.wait_for_requests(count, pred)).await
+            })
+            .expect("the request within the wait");
+    }
+
+    fn open_slice_watches(&self) -> usize {
+        self.server
+            .requests()
+            .iter()
+            .filter(|r| r.is_open_watch_of("endpointslices"))
+            .count()
+    }
+
+    /// Cuts the watches and waits until the gateway has opened its next slice watch.
+    fn cut_watches_and_wait_for_rewatch(&self) {
+        let before = self.open_slice_watches();
+        self.server.drop_watches();
+        self.wait_requests(before + 1, |r| r.is_open_watch_of("endpointslices"));
+    }
+}
+
+/// Service `ns/echo`, port 80 named `tcp`.
+fn echo_service() -> Value {
+    fixtures::service("ns", "echo")
+        .tcp_port("tcp", 80, "tcp")
+        .build()
+}
+
+/// Slice `name` of `ns/echo` with one endpoint at `up`'s address.
+fn slice(name: &str, up: &Upstream, endpoint: impl FnOnce(Endpoint) -> Endpoint) -> Value {
+    slice_of("ns", "echo", name, up, endpoint)
+}
+
+fn slice_of(
+    ns: &str,
+    svc: &str,
+    name: &str,
+    up: &Upstream,
+    endpoint: impl FnOnce(Endpoint) -> Endpoint,
+) -> Value {
+    fixtures::endpoint_slice(ns, svc, name)
+        .endpoint(endpoint(Endpoint::new(&up.addr().ip().to_string())))
+        .tcp_port("tcp", up.addr().port())
+        .build()
+}
+
+fn ready(e: Endpoint) -> Endpoint {
+    e
+}
+
+fn upstream(host: u8) -> Upstream {
+    Upstream::bind_at(format!("127.0.0.{host}:0").parse().unwrap())
+}
+
+/// The gateway on `api`, started and synced.
+fn gateway(api: &Api, extra: &[&str]) -> Gateway {
+    let path = api.kubeconfig.to_str().unwrap();
+    let mut args = vec!["--kubeconfig", path, "--cluster-id", "west"];
+    args.extend(extra);
+    let mut gw = Gateway::start(&args);
+    gw.wait_log(|v| v["message"] == "initial sync complete; route table loaded");
+    gw
+}
+
+fn routes(gw: &Gateway) -> String {
+    gw.admin_get("/debug/routes").1
+}
+
+/// Waits until `/debug/routes` lists `up` (or, with `listed: false`, no longer does).
+fn wait_endpoint(gw: &Gateway, up: &Upstream, listed: bool) {
+    let addr = up.addr().to_string();
+    wait_until(&format!("{addr} listed = {listed}"), || {
+        routes(gw).contains(&addr) == listed
+    });
+}
+
+fn refused(gw: &mut Gateway, reason: &str) {
+    let hello = rustls_client_hello(SNI);
+    assert_refused(gw, reason, |c| send_tolerating_close(c, &hello));
+}
+
+/// The warn line of a source error of `kind`.
+fn wait_error(gw: &mut Gateway, kind: &str) -> Value {
+    gw.wait_log(|v| v["level"] == "WARN" && v["kind"] == kind)
+}
+
+#[test]
+fn readiness_waits_for_the_first_list_then_traffic_reaches_the_pods() {
+    let api = Api::new();
+    let a = upstream(2);
+    api.apply(echo_service());
+    api.apply(slice("echo-a", &a, ready));
+    api.server.set_available(false);
+    let path = api.kubeconfig.to_str().unwrap();
+    let mut gw = Gateway::start(&["--kubeconfig", path, "--cluster-id", "west"]);
+    let line = wait_error(&mut gw, "unreachable");
+    assert!(
+        line["message"]
+            .as_str()
+            .unwrap()
+            .contains("not ready until the first full list"),
+        "{line}"
+    );
+    let (code, body) = gw.admin_get("/healthz/ready");
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("west"),
+        "readiness names the waiting source: {body}"
+    );
+    assert_eq!(gw.metric("eastwest_source_synced{source=\"west\"}"), 0.0);
+
+    api.server.set_available(true);
+    gw.wait_log(|v| v["message"] == "initial sync complete; route table loaded");
+    assert_eq!(gw.admin_get("/healthz/ready").0, 200);
+    assert_eq!(gw.metric("eastwest_source_synced{source=\"west\"}"), 1.0);
+    assert_eq!(forwards_to_one_of(&mut gw, &[&a], SNI), 0);
+    let line = routes(&gw);
+    assert!(
+        line.contains("outbound|80||echo.ns.svc.cluster.local"),
+        "{line}"
+    );
+    assert!(
+        line.contains(" west"),
+        "the SOURCE column names the cluster: {line}"
+    );
+}
+
+#[test]
+fn scale_up_and_down_not_ready_terminating_and_deleted() {
+    let api = Api::new();
+    let (a, b) = (upstream(2), upstream(3));
+    api.apply(echo_service());
+    api.apply(slice("echo-a", &a, ready));
+    let mut gw = gateway(&api, &[]);
+    assert_eq!(forwards_to_one_of(&mut gw, &[&a, &b], SNI), 0);
+
+    // Scale up: a second slice. Round robin then reaches both.
+    api.apply(slice("echo-b", &b, ready));
+    wait_endpoint(&gw, &b, true);
+    let mut reached = [0; 2];
+    for _ in 0..4 {
+        reached[forwards_to_one_of(&mut gw, &[&a, &b], SNI)] += 1;
+    }
+    assert_eq!(reached, [2, 2], "round robin over both pods");
+
+    // Not ready: no new connections to a.
+    api.apply(slice("echo-a", &a, Endpoint::not_ready));
+    wait_endpoint(&gw, &a, false);
+    for _ in 0..3 {
+        assert_eq!(forwards_to_one_of(&mut gw, &[&a, &b], SNI), 1);
+    }
+    // Ready again, then terminating: out again.
+    api.apply(slice("echo-a", &a, ready));
+    wait_endpoint(&gw, &a, true);
+    api.apply(slice("echo-a", &a, Endpoint::terminating));
+    wait_endpoint(&gw, &a, false);
+    for _ in 0..3 {
+        assert_eq!(forwards_to_one_of(&mut gw, &[&a, &b], SNI), 1);
+    }
+    a.assert_no_connection("a is terminating");
+
+    // Scale down to zero: the route stays, with no ready endpoint.
+    api.delete("endpointslices", "ns", "echo-a");
+    api.delete("endpointslices", "ns", "echo-b");
+    wait_endpoint(&gw, &b, false);
+    refused(&mut gw, "no_ready_endpoint");
+
+    // The Service deleted: no route at all.
+    api.delete("services", "ns", "echo");
+    wait_until("the route is gone", || {
+        !routes(&gw).contains("echo.ns.svc.cluster.local")
+    });
+    refused(&mut gw, "no_route");
+    assert_eq!(
+        gw.metric("eastwest_connections_refused_total{listener=\"tls\",reason=\"no_route\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn cut_watches_and_410_gone_are_followed_by_a_rewatch_or_a_relist() {
+    let api = Api::new();
+    let (a, b, c) = (upstream(2), upstream(3), upstream(4));
+    api.apply(echo_service());
+    api.apply(slice("echo-a", &a, ready));
+    let mut gw = gateway(&api, &[]);
+    api.wait_requests(1, |r| r.is_open_watch_of("endpointslices"));
+
+    // A cut watch: kube-rs re-watches from where it was; a change after that is seen.
+    api.cut_watches_and_wait_for_rewatch();
+    api.apply(slice("echo-b", &b, ready));
+    wait_endpoint(&gw, &b, true);
+    assert_eq!(
+        gw.metric("eastwest_source_relists_total{source=\"west\",resource=\"endpointslices\"}"),
+        0.0,
+        "a cut watch resumes without a relist"
+    );
+
+    // 410: a later change elsewhere moves the resourceVersion on, history is compacted, the
+    // watch is cut; resuming from the slices' old resourceVersion is Gone, so a relist follows.
+    api.apply(
+        fixtures::service("other", "bump")
+            .tcp_port("tcp", 80, 80)
+            .build(),
+    );
+    api.rt.block_on(api.server.compact());
+    api.server.drop_watches();
+    wait_error(&mut gw, "gone");
+    gw.wait_log(|v| v["message"] == "relisting" && v["resource"] == "endpointslices");
+    api.apply(slice("echo-c", &c, ready));
+    wait_endpoint(&gw, &c, true);
+    assert!(
+        gw.metric("eastwest_source_relists_total{source=\"west\",resource=\"endpointslices\"}")
+            >= 1.0
+    );
+    let mut reached = [0; 3];
+    for _ in 0..3 {
+        reached[forwards_to_one_of(&mut gw, &[&a, &b, &c], SNI)] += 1;
+    }
+    assert_eq!(reached, [1, 1, 1]);
+}
+
+#[test]
+fn while_the_api_server_is_away_the_last_routes_keep_serving() {
+    let api = Api::new();
+    let (a, b) = (upstream(2), upstream(3));
+    api.apply(echo_service());
+    api.apply(slice("echo-a", &a, ready));
+    let mut gw = gateway(&api, &[]);
+    api.wait_requests(1, |r| r.is_open_watch_of("endpointslices"));
+
+    api.server.set_available(false);
+    api.server.drop_watches();
+    let line = wait_error(&mut gw, "unreachable");
+    assert!(
+        line["message"]
+            .as_str()
+            .unwrap()
+            .contains("keeping the last good routes"),
+        "{line}"
+    );
+    assert_eq!(gw.metric("eastwest_source_up{source=\"west\"}"), 0.0);
+    assert!(
+        gw.metric(
+            "eastwest_source_errors_total{source=\"west\",resource=\"endpointslices\",kind=\"unreachable\"}"
+        ) >= 1.0
+    );
+    for _ in 0..3 {
+        assert_eq!(forwards_to_one_of(&mut gw, &[&a], SNI), 0);
+    }
+    assert_eq!(
+        gw.admin_get("/healthz/ready").0,
+        200,
+        "still ready on the last routes"
+    );
+
+    // Back: the watcher's backoff retry gets through, and changes flow again.
+    api.server.set_available(true);
+    api.apply(slice("echo-b", &b, ready));
+    wait_endpoint(&gw, &b, true);
+    assert_eq!(gw.metric("eastwest_source_up{source=\"west\"}"), 1.0);
+    assert!(
+        gw.metric(
+            "eastwest_source_watch_restarts_total{source=\"west\",resource=\"endpointslices\"}"
+        ) >= 1.0
+    );
+}
+
+#[test]
+fn a_revoked_token_and_a_403_are_reported_and_the_routes_stay() {
+    let api = Api::new();
+    let (a, b) = (upstream(2), upstream(3));
+    api.apply(echo_service());
+    api.apply(slice("echo-a", &a, ready));
+    let mut gw = gateway(&api, &[]);
+    api.wait_requests(1, |r| r.is_open_watch_of("endpointslices"));
+
+    api.server.revoke_token(api.server.token());
+    api.server.drop_watches();
+    let line = wait_error(&mut gw, "unauthorized");
+    assert!(
+        line["message"].as_str().unwrap().contains("credentials"),
+        "{line}"
+    );
+    assert_eq!(forwards_to_one_of(&mut gw, &[&a], SNI), 0);
+
+    // The token is good again, but RBAC now refuses watching slices.
+    api.server.forbid("endpointslices", "watch").unwrap();
+    api.server.add_token(api.server.token(), api.server.user());
+    let line = wait_error(&mut gw, "forbidden");
+    let message = line["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "RBAC must allow verbs [get, list, watch] on resources [endpointslices] in apiGroups \
+             [\"discovery.k8s.io\"] in all namespaces (deploy/rbac.yaml)"
+        ),
+        "{message}"
+    );
+    assert_eq!(forwards_to_one_of(&mut gw, &[&a], SNI), 0);
+    assert!(
+        gw.metric(
+            "eastwest_source_errors_total{source=\"west\",resource=\"endpointslices\",kind=\"forbidden\"}"
+        ) >= 1.0
+    );
+
+    api.server.allow_all();
+    api.apply(slice("echo-b", &b, ready));
+    wait_endpoint(&gw, &b, true);
+}
+
+#[test]
+fn namespaces_limit_what_is_watched() {
+    let api = Api::new();
+    let (a, b) = (upstream(2), upstream(3));
+    api.apply(echo_service());
+    api.apply(slice("echo-a", &a, ready));
+    api.apply(
+        fixtures::service("other", "echo")
+            .tcp_port("tcp", 80, "tcp")
+            .build(),
+    );
+    api.apply(slice_of("other", "echo", "echo-b", &b, ready));
+    let mut gw = gateway(&api, &["--namespace", "ns"]);
+    assert_eq!(forwards_to_one_of(&mut gw, &[&a, &b], SNI), 0);
+    let hello = rustls_client_hello("outbound_.80_._.echo.other.svc.cluster.local");
+    assert_refused(&mut gw, "no_route", |c| send_tolerating_close(c, &hello));
+    b.assert_no_connection("namespace other is not watched");
+    let paths: Vec<String> = api
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.resource().is_some())
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(!paths.is_empty());
+    for p in &paths {
+        assert!(p.contains("/namespaces/ns/"), "a request outside ns: {p}");
+    }
+}
+
+#[test]
+fn one_process_serves_two_clusters_each_through_its_own_listener() {
+    let (west, east) = (Api::new(), Api::new());
+    let (w, e) = (upstream(2), upstream(3));
+    for (api, up) in [(&west, &w), (&east, &e)] {
+        api.apply(echo_service());
+        api.apply(slice("echo-a", up, ready));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&west.kubeconfig, dir.path().join("west.kubeconfig")).unwrap();
+    std::fs::copy(&east.kubeconfig, dir.path().join("east.kubeconfig")).unwrap();
+    let config = dir.path().join("eastwest.yaml");
+    std::fs::write(
+        &config,
+        "clusters:\n  - name: west\n    kubeconfig: west.kubeconfig\n  - name: east\n    \
+         kubeconfig: east.kubeconfig\nlisteners:\n  - name: west\n    listen: 127.0.0.1:0\n    \
+         cluster: west\n  - name: east\n    listen: 127.0.0.1:0\n    cluster: east\n",
+    )
+    .unwrap();
+    let mut gw = Gateway::start(&["--config", config.to_str().unwrap()]);
+    // Either cluster may sync first; a line passed over is not seen again, so take both as
+    // they come.
+    let mut synced: Vec<String> = (0..2)
+        .map(|_| {
+            gw.wait_log(|v| v["message"] == "initial sync complete; route table loaded")["cluster"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    synced.sort();
+    assert_eq!(synced, ["east", "west"]);
+    wait_until("ready", || gw.admin_get("/healthz/ready").0 == 200);
+    let listeners = gw.listen.clone();
+    assert_eq!(listeners.len(), 2);
+    for _ in 0..2 {
+        gw.listen = vec![listeners[0]];
+        assert_eq!(
+            forwards_to_one_of(&mut gw, &[&w, &e], SNI),
+            0,
+            "west's listener"
+        );
+        gw.listen = vec![listeners[1]];
+        assert_eq!(
+            forwards_to_one_of(&mut gw, &[&w, &e], SNI),
+            1,
+            "east's listener"
+        );
+    }
+    // One cluster's API going away leaves the other's untouched.
+    east.server.set_available(false);
+    east.server.drop_watches();
+    wait_error(&mut gw, "unreachable");
+    gw.listen = vec![listeners[1]];
+    assert_eq!(forwards_to_one_of(&mut gw, &[&w, &e], SNI), 1);
+    assert_eq!(gw.metric("eastwest_source_up{source=\"west\"}"), 1.0);
+    assert_eq!(gw.metric("eastwest_source_up{source=\"east\"}"), 0.0);
+}
+
+#[test]
+fn a_missing_kubeconfig_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.kubeconfig");
+    let out = std::process::Command::new(support::bin())
+        .args(["run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .arg("--kubeconfig")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(missing.to_str().unwrap()), "{err}");
+}
