@@ -151,6 +151,18 @@ fn wait_error(gw: &mut Gateway, kind: &str) -> Value {
     gw.wait_log(|v| v["level"] == "WARN" && v["kind"] == kind)
 }
 
+/// `ns/echo` with one pod at `a` (127.0.0.2), a spare upstream `b` (127.0.0.3), and a synced
+/// gateway whose slice watch is open.
+fn echo_watched() -> (Api, Upstream, Upstream, Gateway) {
+    let api = Api::new();
+    let (a, b) = (upstream(2), upstream(3));
+    api.apply(echo_service());
+    api.apply(slice("echo-a", &a, ready));
+    let gw = gateway(&api, &[]);
+    api.wait_requests(1, |r| r.is_open_watch_of("endpointslices"));
+    (api, a, b, gw)
+}
+
 #[test]
 fn readiness_waits_for_the_first_list_then_traffic_reaches_the_pods() {
     let api = Api::new();
@@ -289,12 +301,7 @@ fn cut_watches_and_410_gone_are_followed_by_a_rewatch_or_a_relist() {
 
 #[test]
 fn while_the_api_server_is_away_the_last_routes_keep_serving() {
-    let api = Api::new();
-    let (a, b) = (upstream(2), upstream(3));
-    api.apply(echo_service());
-    api.apply(slice("echo-a", &a, ready));
-    let mut gw = gateway(&api, &[]);
-    api.wait_requests(1, |r| r.is_open_watch_of("endpointslices"));
+    let (api, a, b, mut gw) = echo_watched();
 
     api.server.set_available(false);
     api.server.drop_watches();
@@ -335,12 +342,7 @@ fn while_the_api_server_is_away_the_last_routes_keep_serving() {
 
 #[test]
 fn a_revoked_token_and_a_403_are_reported_and_the_routes_stay() {
-    let api = Api::new();
-    let (a, b) = (upstream(2), upstream(3));
-    api.apply(echo_service());
-    api.apply(slice("echo-a", &a, ready));
-    let mut gw = gateway(&api, &[]);
-    api.wait_requests(1, |r| r.is_open_watch_of("endpointslices"));
+    let (api, a, b, mut gw) = echo_watched();
 
     api.server.revoke_token(api.server.token());
     api.server.drop_watches();
