@@ -480,3 +480,53 @@ fn a_missing_kubeconfig_stops_the_start_naming_it() {
     assert!(!out.status.success());
     assert!(err.contains(missing.to_str().unwrap()), "{err}");
 }
+
+#[test]
+fn an_exec_credential_plugin_supplies_the_token() {
+    let api = Api::new();
+    let a = upstream(2);
+    api.apply(echo_service());
+    api.apply(slice("echo-a", &a, ready));
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, api.server.ca_pem()).unwrap();
+    // What `aws eks get-token` or `gke-gcloud-auth-plugin` print, with the double's token.
+    let plugin = dir.path().join("get-token");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\necho '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\
+             \"kind\":\"ExecCredential\",\"status\":{{\"token\":\"{}\"}}}}'\n",
+            api.server.token()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: exec\nclusters:\n- name: c\n  \
+             cluster:\n    server: {}\n    certificate-authority: {}\ncontexts:\n- name: exec\n  \
+             context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    exec:\n      \
+             apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      \
+             interactiveMode: Never\n",
+            api.server.url(),
+            ca.display(),
+            plugin.display()
+        ),
+    )
+    .unwrap();
+    let mut gw = Gateway::start(&["--kubeconfig", kubeconfig.to_str().unwrap()]);
+    gw.wait_log(|v| v["message"] == "initial sync complete; route table loaded");
+    assert_eq!(forwards_to_one_of(&mut gw, &[&a], SNI), 0);
+    assert!(
+        api.server
+            .requests()
+            .iter()
+            .any(|r| r.is_open_watch_of("endpointslices")
+                && r.user.as_deref() == Some(api.server.user())),
+        "the watch runs with the plugin's token"
+    );
+}
