@@ -31,10 +31,20 @@ pub(crate) async fn handle(
         .and_then(|v| v.strip_prefix("Bearer "))
         .and_then(|token| shared.controls.user_for(token.trim()));
     let user_agent = header(header::USER_AGENT).map(str::to_owned);
+    let metadata_only =
+        header(header::ACCEPT).is_some_and(|a| a.contains("as=PartialObjectMetadata"));
     let path = req.uri().path().to_owned();
     let raw_query = req.uri().query().unwrap_or("").to_owned();
 
-    let response = answer(&shared, req.method(), &path, &raw_query, user.as_deref()).await;
+    let response = answer(
+        &shared,
+        req.method(),
+        &path,
+        &raw_query,
+        user.as_deref(),
+        metadata_only,
+    )
+    .await;
     shared.log.push(RequestRecord {
         method: req.method().to_string(),
         path,
@@ -53,6 +63,7 @@ async fn answer(
     path: &str,
     raw_query: &str,
     user: Option<&str>,
+    metadata_only: bool,
 ) -> Response<Body> {
     let registry = shared.registry.load_full();
     let route = route(path, &registry);
@@ -75,7 +86,9 @@ async fn answer(
         Route::Resources { group, version } => {
             Ok(discovery::resources(&registry, &group, &version))
         }
-        Route::Resource(target) => return resource(shared, method, target, &query, user).await,
+        Route::Resource(target) => {
+            return resource(shared, method, target, &query, user, metadata_only).await;
+        }
         Route::Health | Route::NotFound => Err(ApiError::no_route()),
     };
     match document {
@@ -90,6 +103,7 @@ async fn resource(
     target: Target,
     query: &Query,
     user: &str,
+    metadata_only: bool,
 ) -> Response<Body> {
     if method != Method::GET {
         return error(&ApiError::method_not_allowed());
@@ -125,7 +139,7 @@ async fn resource(
         (true, Some(_)) => Err(ApiError::bad_request(
             "watch a single object with fieldSelector=metadata.name=NAME on its collection",
         )),
-        (true, None) => match Watch::open(&store, rt, namespace, query) {
+        (true, None) => match Watch::open(&store, rt, namespace, query, metadata_only) {
             Ok(watch) => {
                 drop(store);
                 return respond(StatusCode::OK, "application/json", watch.spawn());
@@ -137,6 +151,7 @@ async fn resource(
     };
     drop(store);
     match answer {
+        Ok(document) if metadata_only => json(&crate::list::partial_document(&document)),
         Ok(document) => json(&document),
         Err(e) => error(&e),
     }

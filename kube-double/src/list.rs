@@ -96,6 +96,30 @@ pub(crate) fn get(
 
 /// The object as served through `rt`'s version: stored objects are shared by every version of
 /// a resource, and (as for a CRD without conversion webhook) only `apiVersion` changes.
+/// What a client that sent `Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1`
+/// (kube-rs `Api<PartialObjectMeta<K>>`, client-go's metadata informers) gets instead of
+/// `object`: its `metadata` alone, as `meta.k8s.io/v1` `PartialObjectMetadata`.
+pub(crate) fn partial(object: &Value) -> Value {
+    json!({
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "PartialObjectMetadata",
+        "metadata": object.get("metadata").cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// A list or single object as [`partial`] metadata (`PartialObjectMetadataList` for a list).
+pub(crate) fn partial_document(document: &Value) -> Value {
+    match document.get("items").and_then(Value::as_array) {
+        Some(items) => json!({
+            "apiVersion": "meta.k8s.io/v1",
+            "kind": "PartialObjectMetadataList",
+            "metadata": document.get("metadata").cloned().unwrap_or(Value::Null),
+            "items": items.iter().map(partial).collect::<Vec<_>>(),
+        }),
+        None => partial(document),
+    }
+}
+
 pub(crate) fn as_version(rt: &ResourceType, object: &Arc<Value>) -> Value {
     let mut object = Value::clone(object);
     if let Some(fields) = object.as_object_mut() {

@@ -105,7 +105,7 @@ impl ResourceType {
         ResourceType::new("", "v1", "namespaces", "Namespace", false).with_short_names(&["ns"])
     }
 
-    /// Core `v1` Pods (`po`); not registered unless a test asks.
+    /// Core `v1` Pods (`po`); built in.
     pub fn pods() -> Self {
         ResourceType::new("", "v1", "pods", "Pod", true)
             .with_short_names(&["po"])
@@ -157,10 +157,11 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Services, EndpointSlices and Namespaces.
+    /// Services, EndpointSlices, Namespaces and Pods: what every cluster serves.
     pub(crate) fn builtin() -> Self {
         let mut registry = Registry::default();
         registry.register(ResourceType::namespaces());
+        registry.register(ResourceType::pods());
         registry.register(ResourceType::services());
         registry.register(ResourceType::endpoint_slices());
         registry

@@ -125,7 +125,7 @@ mod tests {
     fn other_paths() {
         let r = Registry::builtin();
         assert_eq!(route("/api/v1/services/foo", &r), Route::NotFound);
-        assert_eq!(route("/api/v1/pods", &r), Route::NotFound);
+        assert_eq!(route("/api/v1/secrets", &r), Route::NotFound);
         assert_eq!(
             route("/apis/discovery.k8s.io", &r),
             Route::Group("discovery.k8s.io".into())

@@ -36,6 +36,8 @@ pub(crate) struct Watch {
     /// The initial events end the stream (a 410 ERROR).
     ends: bool,
     signals: broadcast::Receiver<Signal>,
+    /// Objects as `PartialObjectMetadata` (the client asked for metadata only).
+    metadata_only: bool,
 }
 
 impl Watch {
@@ -46,6 +48,7 @@ impl Watch {
         rt: Arc<ResourceType>,
         namespace: Option<String>,
         query: &Query,
+        metadata_only: bool,
     ) -> Result<Watch, ApiError> {
         let selector = Selector::parse(query.get("labelSelector"), query.get("fieldSelector"))
             .map_err(ApiError::bad_request)?;
@@ -64,6 +67,7 @@ impl Watch {
             initial: Vec::new(),
             ends: false,
             signals: store.subscribe(),
+            metadata_only,
         };
         let rv = query.get("resourceVersion");
         let initial_events = match query.get("sendInitialEvents") {
@@ -77,7 +81,7 @@ impl Watch {
             for object in objects.values().filter(|o| watch.selector.matches(o)) {
                 watch
                     .initial
-                    .push(event("ADDED", &as_version(&watch.rt, object)));
+                    .push(event("ADDED", &watch.shape(as_version(&watch.rt, object))));
             }
             if query.flag("sendInitialEvents") && watch.bookmarks {
                 watch.initial.push(watch.bookmark(store.rv(), true));
@@ -152,6 +156,14 @@ impl Watch {
         }
     }
 
+    fn shape(&self, object: Value) -> Value {
+        if self.metadata_only {
+            crate::list::partial(&object)
+        } else {
+            object
+        }
+    }
+
     /// The event this watch sends for `change`, if any: a change that moves an object into or
     /// out of the selector is an ADDED or a DELETED (with the old content), as in the cacher.
     fn render(&self, change: &Change) -> Option<Bytes> {
@@ -182,7 +194,7 @@ impl Watch {
             }
             _ => return None,
         };
-        Some(event(kind, &object))
+        Some(event(kind, &self.shape(object)))
     }
 
     fn bookmark(&self, rv: u64, initial_events_end: bool) -> Bytes {
