@@ -16,14 +16,16 @@ mod model;
 mod store;
 mod table;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eastwest_proxy::metrics::SourceMetrics;
 use eastwest_proxy::routes::Routes;
 use futures::stream::{BoxStream, SelectAll, StreamExt};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PartialObjectMeta};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
@@ -48,6 +50,9 @@ pub struct KubeOptions {
     pub network: String,
     /// Namespaces to watch; empty watches all.
     pub namespaces: Vec<String>,
+    /// The gateway's own namespace: DestinationRules there apply first, and `exportTo` is
+    /// judged from it (Istio's proxy namespace for rule lookup).
+    pub gateway_namespace: String,
     /// A change is published once no other arrived for this long...
     pub quiet: Duration,
     /// ...or at the latest this long after the first unpublished change.
@@ -64,6 +69,7 @@ impl KubeOptions {
             cluster_domain: "cluster.local".into(),
             network: String::new(),
             namespaces: Vec::new(),
+            gateway_namespace: table::ROOT_NAMESPACE.into(),
             quiet: Duration::from_millis(10),
             max_delay: Duration::from_millis(100),
             page_size: 500,
@@ -98,29 +104,53 @@ struct Watch {
     resource: Resource,
     scope: Option<String>,
     store: Store,
+    /// Reported absent (404: Istio's CRD is not installed) and counted as listed, empty.
+    absent: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Resource {
     Services,
     EndpointSlices,
+    /// As metadata only (labels, for subsets).
+    Pods,
+    /// `networking.istio.io`, one watch per served version.
+    DestinationRules(&'static str),
 }
 
 impl Resource {
+    const ALL: [Resource; 5] = [
+        Resource::Services,
+        Resource::EndpointSlices,
+        Resource::Pods,
+        Resource::DestinationRules("v1"),
+        Resource::DestinationRules("v1beta1"),
+    ];
+
     fn plural(self) -> &'static str {
         match self {
             Resource::Services => "services",
             Resource::EndpointSlices => "endpointslices",
+            Resource::Pods => "pods",
+            Resource::DestinationRules(_) => "destinationrules",
         }
     }
 
     fn group(self) -> &'static str {
         match self {
-            Resource::Services => "",
+            Resource::Services | Resource::Pods => "",
             Resource::EndpointSlices => "discovery.k8s.io",
+            Resource::DestinationRules(_) => ISTIO_NETWORKING,
         }
     }
+
+    /// A resource a cluster without Istio does not serve: its absence is not an error.
+    fn optional(self) -> bool {
+        matches!(self, Resource::DestinationRules(_))
+    }
 }
+
+const ISTIO_NETWORKING: &str = "networking.istio.io";
 
 /// A watch's next item: a change to apply, or a failure the watcher will retry.
 enum Item {
@@ -155,6 +185,7 @@ impl KubeSource {
         let mut first_change: Option<Instant> = None;
         let mut last_change = Instant::now();
         let mut published_once = false;
+        let mut reported: HashSet<String> = HashSet::new();
         loop {
             let due = first_change
                 .filter(|_| watches.iter().all(|w| w.store.synced()))
@@ -166,7 +197,7 @@ impl KubeSource {
                     Ok(next) => next,
                     Err(_) => {
                         first_change = None;
-                        let published = self.publish(&watches, !published_once);
+                        let published = self.publish(&watches, !published_once, &mut reported);
                         published_once = true;
                         on_publish(&published);
                         continue;
@@ -201,7 +232,28 @@ impl KubeSource {
                         );
                     }
                 }
-                Item::Failed(error) => self.report(watch, &error),
+                Item::Failed(error) => {
+                    let failure = Failure::of(&error);
+                    if watch.resource.optional() && failure.kind == "not_found" {
+                        if !watch.absent {
+                            watch.absent = true;
+                            info!(
+                                cluster,
+                                resource = watch.resource.plural(),
+                                group = watch.resource.group(),
+                                "not served (Istio not installed, or not this version); \
+                                 routing without it, and watching for it to appear"
+                            );
+                            if watch.store.mark_absent() == Outcome::Changed {
+                                let now = Instant::now();
+                                first_change.get_or_insert(now);
+                                last_change = now;
+                            }
+                        }
+                    } else {
+                        self.report(watch, &error);
+                    }
+                }
             }
         }
     }
@@ -216,16 +268,34 @@ impl KubeSource {
         let mut watches = Vec::new();
         let mut items = SelectAll::new();
         for scope in scopes {
-            for resource in [Resource::Services, Resource::EndpointSlices] {
+            for resource in Resource::ALL {
                 let index = watches.len();
+                let ns = scope.as_deref();
                 let stream = match resource {
-                    Resource::Services => {
-                        let api: Api<Service> = api(&self.client, scope.as_deref());
-                        changes(api, config.clone(), model::service)
-                    }
-                    Resource::EndpointSlices => {
-                        let api: Api<EndpointSlice> = api(&self.client, scope.as_deref());
-                        changes(api, config.clone(), model::slice)
+                    Resource::Services => changes(
+                        api::<Service>(&self.client, ns),
+                        config.clone(),
+                        model::service,
+                    ),
+                    Resource::EndpointSlices => changes(
+                        api::<EndpointSlice>(&self.client, ns),
+                        config.clone(),
+                        model::slice,
+                    ),
+                    Resource::Pods => changes(
+                        api::<PartialObjectMeta<Pod>>(&self.client, ns),
+                        config.clone(),
+                        model::pod,
+                    ),
+                    Resource::DestinationRules(version) => {
+                        let gvk =
+                            GroupVersionKind::gvk(ISTIO_NETWORKING, version, "DestinationRule");
+                        let ar = ApiResource::from_gvk_with_plural(&gvk, "destinationrules");
+                        let api: Api<DynamicObject> = match ns {
+                            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
+                            None => Api::all_with(self.client.clone(), &ar),
+                        };
+                        changes(api, config.clone(), model::rule)
                     }
                 };
                 items.push(stream.map(move |item| (index, item)).boxed());
@@ -233,22 +303,26 @@ impl KubeSource {
                     resource,
                     scope: scope.clone(),
                     store: Store::default(),
+                    absent: false,
                 });
             }
         }
         (watches, items)
     }
 
-    fn publish(&self, watches: &[Watch], first: bool) -> Published {
+    fn publish(&self, watches: &[Watch], first: bool, reported: &mut HashSet<String>) -> Published {
         let started = Instant::now();
         let stores: Vec<&Store> = watches.iter().map(|w| &w.store).collect();
         let previous = self.routes.load_full();
-        let (table, counts) = table::build(
-            &stores,
-            &self.options.cluster_domain,
-            &self.statics,
-            previous.as_deref(),
-        );
+        let cx = table::Context {
+            cluster_domain: &self.options.cluster_domain,
+            cluster_id: &self.options.cluster_id,
+            network: &self.options.network,
+            gateway_namespace: &self.options.gateway_namespace,
+        };
+        let (table, counts, problems) =
+            table::build(&stores, &cx, &self.statics, previous.as_deref());
+
         let (routes, endpoints) = (table.route_count(), table.endpoint_count());
         let build = started.elapsed();
         let version = self.routes.publish(table);
@@ -278,6 +352,14 @@ impl KubeSource {
                 version, routes, endpoints, "route table updated"
             );
         }
+        // Each problem is said once while it lasts (a table is rebuilt on every change), after
+        // the line that says the table is in use.
+        let now: HashSet<String> = problems.into_iter().collect();
+        for problem in now.difference(reported) {
+            self.metrics.record_error("destinationrules", "invalid");
+            warn!(cluster = self.options.cluster_id, "{problem}");
+        }
+        *reported = now;
         published
     }
 
@@ -337,7 +419,6 @@ fn changes<K>(
 ) -> BoxStream<'static, Item>
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
-    K::DynamicType: Default,
 {
     watcher::watcher(api, config)
         .default_backoff()

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use eastwest_control::kube::{Connection, KubeOptions, KubeSource, Published};
 use eastwest_kube_double::fixtures::{self, Endpoint};
-use eastwest_kube_double::{ApiServer, ApiServerOptions, RequestRecord};
+use eastwest_kube_double::{ApiServer, ApiServerOptions, RequestRecord, ResourceType};
 use eastwest_proxy::metrics::Metrics;
 use eastwest_proxy::routes::Routes;
 use serde_json::Value;
@@ -128,12 +128,13 @@ fn cluster_role_grants() -> BTreeSet<(String, String, String)> {
 
 #[tokio::test]
 async fn deploy_rbac_yaml_grants_exactly_what_the_source_asks_for() {
-    let server = ApiServer::start(ApiServerOptions::default()).await.unwrap();
+    let options = ApiServerOptions::default().resource(ResourceType::destination_rules());
+    let server = ApiServer::start(options).await.unwrap();
     server.apply_all(fixtures::mesh()).await.unwrap();
     let mut source = start(&server, &[]).await;
     assert!(source.next().await.first);
     // A change after the watches are open, so the watch requests are in the log too.
-    for plural in ["services", "endpointslices"] {
+    for plural in ["services", "endpointslices", "pods", "destinationrules"] {
         timeout(
             WAIT,
             server.wait_for_request(|r| r.is_open_watch_of(plural)),

@@ -55,6 +55,17 @@ impl Store {
         self.live.len()
     }
 
+    /// The resource is not served: count it as listed, with nothing in it (the objects it had,
+    /// if any, are kept: a CRD briefly missing must not drop its rules).
+    pub fn mark_absent(&mut self) -> Outcome {
+        self.relist = None;
+        if self.synced {
+            return Outcome::Unchanged;
+        }
+        self.synced = true;
+        Outcome::Changed
+    }
+
     pub fn apply(&mut self, change: Change) -> Outcome {
         match change {
             Change::Init => {

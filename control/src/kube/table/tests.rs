@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 
 use eastwest_kube_double::fixtures::{self, AddressType, Endpoint};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{DynamicObject, PartialObjectMeta};
 use serde_json::Value;
 
 use super::*;
@@ -13,39 +14,72 @@ use crate::kube::model;
 use crate::kube::store::Change;
 use crate::services::EndpointSpec;
 
-/// Services and slices of `objects` in two stores, as two watches would list them.
-fn stores(objects: &[Value]) -> [Store; 2] {
-    let [mut services, mut slices] = [Store::default(), Store::default()];
-    services.apply(Change::Init);
-    slices.apply(Change::Init);
+/// `objects` in one store per kind, as the watches would list them (pods as the metadata-only
+/// watch sees them, DestinationRules as dynamic objects).
+fn stores(objects: &[Value]) -> [Store; 4] {
+    let mut stores = [(); 4].map(|_| Store::default());
+    for s in &mut stores {
+        s.apply(Change::Init);
+    }
     for o in objects {
-        match o["kind"].as_str() {
+        let (i, key, object) = match o["kind"].as_str() {
             Some("Service") => {
                 let svc: Service = serde_json::from_value(o.clone()).unwrap();
-                let key = model::key(&svc).unwrap();
-                services.apply(Change::InitApply(key, model::service(&svc)));
+                (0, model::key(&svc), model::service(&svc))
             }
             Some("EndpointSlice") => {
                 let slice: EndpointSlice = serde_json::from_value(o.clone()).unwrap();
-                let key = model::key(&slice).unwrap();
-                slices.apply(Change::InitApply(key, model::slice(&slice)));
+                (1, model::key(&slice), model::slice(&slice))
             }
-            _ => {}
-        }
+            Some("Pod") => {
+                let pod: PartialObjectMeta<Pod> = serde_json::from_value(o.clone()).unwrap();
+                (2, model::key(&pod), model::pod(&pod))
+            }
+            Some("DestinationRule") => {
+                let rule: DynamicObject = serde_json::from_value(o.clone()).unwrap();
+                (3, model::key(&rule), model::rule(&rule))
+            }
+            _ => continue,
+        };
+        stores[i].apply(Change::InitApply(key.unwrap(), object));
     }
-    services.apply(Change::InitDone);
-    slices.apply(Change::InitDone);
-    [services, slices]
+    for s in &mut stores {
+        s.apply(Change::InitDone);
+    }
+    stores
 }
 
+const CX: Context<'static> = Context {
+    cluster_domain: "cluster.local",
+    cluster_id: "west",
+    network: "network2",
+    gateway_namespace: "istio-system",
+};
+
 fn table(objects: &[Value], statics: &[ServiceSpec]) -> (RouteTable, Counts) {
-    let [a, b] = stores(objects);
-    build(&[&a, &b], "cluster.local", statics, None)
+    let (t, counts, problems) = table_with(objects, statics, &CX);
+    assert_eq!(problems, Vec::<String>::new());
+    (t, counts)
+}
+
+fn table_with(
+    objects: &[Value],
+    statics: &[ServiceSpec],
+    cx: &Context<'_>,
+) -> (RouteTable, Counts, Vec<String>) {
+    let stores = stores(objects);
+    let refs: Vec<&Store> = stores.iter().collect();
+    build(&refs, cx, statics, None)
 }
 
 /// The sorted endpoints of `host:port`, or `None` if there is no such route.
 fn endpoints(t: &RouteTable, host: &str, port: u16) -> Option<Vec<String>> {
-    let route = t.lookup(host, port, "")?;
+    subset(t, host, port, "")
+}
+
+/// The sorted endpoints of `host:port` subset `name`, or `None` if there is no such route.
+fn subset(t: &RouteTable, host: &str, port: u16, name: &str) -> Option<Vec<String>> {
+    let route = t.lookup(host, port, name)?;
     let mut v: Vec<String> = route.endpoints.iter().map(|e| e.addr.to_string()).collect();
     v.sort();
     Some(v)
@@ -58,7 +92,8 @@ fn the_mesh_fixture_becomes_the_routes_istio_would_send_to() {
         counts,
         Counts {
             services: 6,
-            slices: 7
+            slices: 7,
+            rules: 0
         },
         "the FQDN slice is not counted"
     );
@@ -176,8 +211,11 @@ fn an_unnamed_single_port_matches_the_unnamed_slice_port_and_domains_are_configu
         .tcp_port("x", 8080)
         .build();
     slice["ports"][0].as_object_mut().unwrap().remove("name");
-    let [a, b] = stores(&[svc, slice]);
-    let (t, _) = build(&[&a, &b], "corp.example", &[], None);
+    let cx = Context {
+        cluster_domain: "corp.example",
+        ..CX
+    };
+    let (t, _, _) = table_with(&[svc, slice], &[], &cx);
     assert_eq!(
         endpoints(&t, "one.ns.svc.corp.example", 80).unwrap(),
         ["10.0.0.1:8080"]
@@ -212,4 +250,184 @@ fn static_services_are_merged_and_ipv6_only_slices_work() {
         endpoints(&t, "static.example.local", 443).unwrap(),
         ["127.0.0.2:9443"]
     );
+}
+
+const REVIEWS: &str = "reviews.ns.svc.cluster.local";
+
+/// `ns/reviews` on port 9080 with three pods: v1 and v2 in zone a on node n1, v3 in zone b on
+/// n2; the rest of a test's objects follow.
+fn reviews(more: &[Value]) -> Vec<Value> {
+    let mut objects = vec![
+        fixtures::service("ns", "reviews")
+            .tcp_port("http", 9080, 9080)
+            .build(),
+        fixtures::endpoint_slice("ns", "reviews", "reviews-1")
+            .endpoint(Endpoint::new("10.0.0.1").pod("r1").zone("a").node("n1"))
+            .endpoint(Endpoint::new("10.0.0.2").pod("r2").zone("a").node("n1"))
+            .endpoint(Endpoint::new("10.0.0.3").pod("r3").zone("b").node("n2"))
+            .tcp_port("http", 9080)
+            .build(),
+        fixtures::pod(
+            "ns",
+            "r1",
+            &[("app", "reviews"), ("version", "v1")],
+            "10.0.0.1",
+        ),
+        fixtures::pod(
+            "ns",
+            "r2",
+            &[("app", "reviews"), ("version", "v2")],
+            "10.0.0.2",
+        ),
+        fixtures::pod(
+            "ns",
+            "r3",
+            &[("app", "reviews"), ("version", "v3")],
+            "10.0.0.3",
+        ),
+    ];
+    objects.extend(more.iter().cloned());
+    objects
+}
+
+fn rule(ns: &str, name: &str, host: &str, subsets: &[(&str, &[(&str, &str)])]) -> Value {
+    fixtures::destination_rule(ns, name, host, subsets)
+}
+
+#[test]
+fn subsets_select_endpoints_by_pod_labels_and_the_labels_istio_adds() {
+    let dr = rule(
+        "ns",
+        "reviews",
+        "reviews",
+        &[
+            ("v1", &[("version", "v1")]),
+            ("v2", &[("version", "v2"), ("app", "reviews")]),
+            ("zone-a", &[("topology.kubernetes.io/zone", "a")]),
+            ("n2", &[("kubernetes.io/hostname", "n2")]),
+            ("here", &[("topology.istio.io/cluster", "west")]),
+            ("elsewhere", &[("topology.istio.io/cluster", "east")]),
+            ("net", &[("topology.istio.io/network", "network2")]),
+            ("none", &[("version", "v9")]),
+        ],
+    );
+    let (t, counts) = table(&reviews(&[dr]), &[]);
+    assert_eq!(counts.rules, 1);
+    let s = |name| subset(&t, REVIEWS, 9080, name).unwrap();
+    assert_eq!(s(""), ["10.0.0.1:9080", "10.0.0.2:9080", "10.0.0.3:9080"]);
+    assert_eq!(s("v1"), ["10.0.0.1:9080"]);
+    assert_eq!(s("v2"), ["10.0.0.2:9080"]);
+    assert_eq!(s("zone-a"), ["10.0.0.1:9080", "10.0.0.2:9080"]);
+    assert_eq!(s("n2"), ["10.0.0.3:9080"]);
+    assert_eq!(s("here").len(), 3, "every endpoint is in this cluster");
+    assert_eq!(s("elsewhere"), Vec::<String>::new());
+    assert_eq!(s("net").len(), 3);
+    // A subset no endpoint matches is a route with none ready, as an empty Envoy cluster.
+    assert_eq!(s("none"), Vec::<String>::new());
+    assert_eq!(
+        subset(&t, REVIEWS, 9080, "v4"),
+        None,
+        "not a subset of the rule"
+    );
+}
+
+#[test]
+fn which_rule_applies_follows_istio_namespace_precedence_and_export_to() {
+    let full = "reviews.ns.svc.cluster.local";
+    let in_ns = rule("ns", "a", "reviews", &[("from-ns", &[("version", "v1")])]);
+    let mut hidden = rule("ns", "b", full, &[("hidden", &[("version", "v2")])]);
+    hidden["spec"]["exportTo"] = serde_json::json!(["."]);
+    let in_root = rule(
+        "istio-system",
+        "c",
+        full,
+        &[("from-root", &[("version", "v3")])],
+    );
+    let elsewhere = rule("other", "d", full, &[("from-other", &[("version", "v3")])]);
+
+    // The service's namespace beats the root namespace; a rule exported only to its own
+    // namespace is invisible to a gateway elsewhere; a third namespace never applies.
+    let (t, _) = table(
+        &reviews(&[
+            in_ns.clone(),
+            hidden.clone(),
+            in_root.clone(),
+            elsewhere.clone(),
+        ]),
+        &[],
+    );
+    assert!(subset(&t, REVIEWS, 9080, "from-ns").is_some());
+    assert!(subset(&t, REVIEWS, 9080, "hidden").is_none());
+    assert!(subset(&t, REVIEWS, 9080, "from-root").is_none());
+    assert!(subset(&t, REVIEWS, 9080, "from-other").is_none());
+
+    // Without the service-namespace rules, the root namespace's applies.
+    let (t, _) = table(&reviews(&[in_root.clone(), elsewhere]), &[]);
+    assert_eq!(
+        subset(&t, REVIEWS, 9080, "from-root").unwrap(),
+        ["10.0.0.3:9080"]
+    );
+
+    // A gateway running in `ns` sees the `.`-exported rule, and its own namespace comes first.
+    let cx = Context {
+        gateway_namespace: "ns",
+        ..CX
+    };
+    let (t, _, _) = table_with(&reviews(&[hidden, in_root]), &[], &cx);
+    assert!(subset(&t, REVIEWS, 9080, "hidden").is_some());
+    assert!(subset(&t, REVIEWS, 9080, "from-root").is_none());
+}
+
+#[test]
+fn a_broken_or_conflicting_rule_costs_only_its_own_service_its_subsets() {
+    let ratings = [
+        fixtures::service("ns", "ratings")
+            .tcp_port("http", 9080, 9080)
+            .build(),
+        fixtures::endpoint_slice("ns", "ratings", "ratings-1")
+            .endpoint(Endpoint::new("10.0.1.1").pod("t1"))
+            .tcp_port("http", 9080)
+            .build(),
+        fixtures::pod("ns", "t1", &[("version", "v1")], "10.0.1.1"),
+        rule("ns", "ratings", "ratings", &[("v1", &[("version", "v1")])]),
+    ];
+    let mut broken = rule("ns", "reviews", "reviews", &[("v1", &[("version", "v1")])]);
+    broken["spec"]["subsets"][0]["labels"]["version"] = serde_json::json!(1);
+    let mut objects = reviews(&[broken]);
+    objects.extend(ratings.iter().cloned());
+    let (t, counts, problems) = table_with(&objects, &[], &CX);
+    assert_eq!(counts.rules, 1);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("ns/reviews")
+            && problems[0].contains("spec.subsets[0].labels.version is not a string"),
+        "{problems:?}"
+    );
+    // reviews still routes (no subsets); ratings keeps its subset.
+    assert_eq!(endpoints(&t, REVIEWS, 9080).unwrap().len(), 3);
+    assert_eq!(subset(&t, REVIEWS, 9080, "v1"), None);
+    assert_eq!(
+        subset(&t, "ratings.ns.svc.cluster.local", 9080, "v1").unwrap(),
+        ["10.0.1.1:9080"]
+    );
+
+    // Two rules defining one subset: the older wins, the conflict is reported.
+    let mut old = rule("ns", "old", "reviews", &[("v", &[("version", "v1")])]);
+    old["metadata"]["creationTimestamp"] = serde_json::json!("2026-01-01T00:00:00Z");
+    let mut new = rule(
+        "ns",
+        "new",
+        "reviews",
+        &[("v", &[("version", "v2")]), ("w", &[])],
+    );
+    new["metadata"]["creationTimestamp"] = serde_json::json!("2026-02-01T00:00:00Z");
+    let (t, _, problems) = table_with(&reviews(&[new, old]), &[], &CX);
+    assert_eq!(subset(&t, REVIEWS, 9080, "v").unwrap(), ["10.0.0.1:9080"]);
+    assert_eq!(
+        subset(&t, REVIEWS, 9080, "w").unwrap().len(),
+        3,
+        "merged from the newer"
+    );
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("ns/old and ns/new"), "{problems:?}");
 }
