@@ -149,6 +149,13 @@ pub struct RunArgs {
     #[arg(long, env = "EASTWEST_NETWORK", value_name = "NAME")]
     pub network: Option<String>,
 
+    /// The namespace the gateway runs in: DestinationRules there apply first and `exportTo`
+    /// is judged from it, as for an Istio gateway proxy [default: $POD_NAMESPACE, else
+    /// istio-system]. Needs --kube.
+    #[arg(long, env = "EASTWEST_GATEWAY_NAMESPACE", value_name = "NS",
+          value_parser = checked(eastwest_control::check_namespace))]
+    pub gateway_namespace: Option<String>,
+
     /// Watch only this namespace (repeatable; the environment variable takes a comma-separated
     /// list) [default: all namespaces]. Needs --kube.
     #[arg(long = "namespace", env = "EASTWEST_NAMESPACE", value_name = "NS",

@@ -71,6 +71,13 @@ impl SourceSpec {
     }
 }
 
+/// The pod's namespace, as Istio's gateway Deployment passes it (downward API), if valid.
+fn pod_namespace() -> Option<String> {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|ns| eastwest_control::check_namespace(ns).is_ok())
+}
+
 /// Istio's default `clusterID`.
 const DEFAULT_CLUSTER_ID: &str = "Kubernetes";
 
@@ -219,6 +226,9 @@ fn route_sources(
         }
         options.network = args.network.clone().unwrap_or_default();
         options.namespaces = args.namespaces.clone();
+        if let Some(ns) = args.gateway_namespace.clone().or_else(pod_namespace) {
+            options.gateway_namespace = ns;
+        }
         Some(SourceSpec::Kube {
             connection: Connection {
                 kubeconfig: args.kubeconfig.clone(),
@@ -241,6 +251,9 @@ fn route_sources(
         if !args.namespaces.is_empty() {
             given.push("--namespace");
         }
+        if args.gateway_namespace.is_some() {
+            given.push("--gateway-namespace");
+        }
         if !given.is_empty() {
             bail!(
                 "{} describe the Kubernetes source, which is off; add --kube (or --kubeconfig)",
@@ -259,6 +272,9 @@ fn route_sources(
         options.cluster_domain = c.cluster_domain.clone();
         options.network = c.network.clone();
         options.namespaces = c.namespaces.clone();
+        if let Some(ns) = args.gateway_namespace.clone().or_else(pod_namespace) {
+            options.gateway_namespace = ns;
+        }
         if sources.iter().any(|s| s.name() == c.name) {
             bail!(
                 "cluster {:?} of the config file has the same ID as the --kube source; give it \

@@ -15,7 +15,7 @@ use support::{
 };
 
 /// Every `eastwest run` option.
-const RUN_FLAGS: [&str; 25] = [
+const RUN_FLAGS: [&str; 26] = [
     "--config",
     "--listen",
     "--admin",
@@ -30,6 +30,7 @@ const RUN_FLAGS: [&str; 25] = [
     "--cluster-domain",
     "--network",
     "--namespace",
+    "--gateway-namespace",
     "--target-port",
     "--balance",
     "--forward",

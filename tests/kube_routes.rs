@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use eastwest_kube_double::fixtures::{self, Endpoint};
-use eastwest_kube_double::{ApiServer, ApiServerOptions, RequestRecord};
+use eastwest_kube_double::{ApiServer, ApiServerOptions, RequestRecord, ResourceType};
 use serde_json::Value;
 use support::{
     Gateway, Upstream, assert_refused, forwards_to_one_of, rustls_client_hello,
@@ -31,10 +31,17 @@ struct Api {
 
 impl Api {
     fn new() -> Api {
+        Api::with(ApiServerOptions::default())
+    }
+
+    /// A cluster with Istio: DestinationRules are served.
+    fn with_istio() -> Api {
+        Api::with(ApiServerOptions::default().resource(ResourceType::destination_rules()))
+    }
+
+    fn with(options: ApiServerOptions) -> Api {
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let server = rt
-            .block_on(ApiServer::start(ApiServerOptions::default()))
-            .unwrap();
+        let server = rt.block_on(ApiServer::start(options)).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         server.write_kubeconfig(&kubeconfig, "test").unwrap();
@@ -528,5 +535,171 @@ fn an_exec_credential_plugin_supplies_the_token() {
             .any(|r| r.is_open_watch_of("endpointslices")
                 && r.user.as_deref() == Some(api.server.user())),
         "the watch runs with the plugin's token"
+    );
+}
+
+/// `ns/echo` with pod `echo-v1` at `a` and `echo-v2` at `b`, one slice each, pods labelled
+/// `version`, as a Deployment per version makes them.
+fn two_versions(api: &Api, a: &Upstream, b: &Upstream) {
+    api.apply(echo_service());
+    for (version, up) in [("v1", a), ("v2", b)] {
+        let pod = format!("echo-{version}");
+        let ip = up.addr().ip().to_string();
+        api.apply(fixtures::pod(
+            "ns",
+            &pod,
+            &[("app", "echo"), ("version", version)],
+            &ip,
+        ));
+        api.apply(slice(&format!("echo-{version}"), up, |e| e.pod(&pod)));
+    }
+}
+
+fn sni_of(subset: &str) -> String {
+    format!("outbound_.80_.{subset}_.echo.ns.svc.cluster.local")
+}
+
+#[test]
+fn destination_rule_subsets_route_by_pod_labels_and_cluster_and_follow_changes() {
+    let api = Api::with_istio();
+    let (a, b) = (upstream(2), upstream(3));
+    two_versions(&api, &a, &b);
+    // As the seed's per-cluster subsets (topology.istio.io/cluster), plus versions.
+    api.apply(fixtures::destination_rule(
+        "ns",
+        "echo",
+        "echo.ns.svc.cluster.local",
+        &[
+            ("v1", &[("version", "v1")]),
+            ("v2", &[("version", "v2")]),
+            ("west", &[("topology.istio.io/cluster", "west")]),
+            ("east", &[("topology.istio.io/cluster", "east")]),
+        ],
+    ));
+    let mut gw = gateway(&api, &[]);
+    for _ in 0..2 {
+        assert_eq!(forwards_to_one_of(&mut gw, &[&a, &b], &sni_of("v1")), 0);
+        assert_eq!(forwards_to_one_of(&mut gw, &[&a, &b], &sni_of("v2")), 1);
+    }
+    let mut reached = [0; 2];
+    for _ in 0..2 {
+        reached[forwards_to_one_of(&mut gw, &[&a, &b], &sni_of("west"))] += 1;
+    }
+    assert_eq!(
+        reached,
+        [1, 1],
+        "the cluster subset holds every endpoint here"
+    );
+    let hello = rustls_client_hello(&sni_of("east"));
+    assert_refused(&mut gw, "no_ready_endpoint", |c| {
+        send_tolerating_close(c, &hello)
+    });
+
+    // Changed: v1 now selects the v2 pod.
+    api.apply(fixtures::destination_rule(
+        "ns",
+        "echo",
+        "echo",
+        &[("v1", &[("version", "v2")])],
+    ));
+    wait_until("v1 moved to the v2 pod", || {
+        routes(&gw)
+            .lines()
+            .any(|l| l.starts_with("outbound|80|v1|") && l.contains(&b.addr().to_string()))
+    });
+    assert_eq!(forwards_to_one_of(&mut gw, &[&a, &b], &sni_of("v1")), 1);
+    // Removed: the subset is no route; the service still is.
+    api.delete("destinationrules", "ns", "echo");
+    wait_until("the subsets are gone", || {
+        !routes(&gw).contains("outbound|80|v1|")
+    });
+    let hello = rustls_client_hello(&sni_of("v1"));
+    assert_refused(&mut gw, "no_route", |c| send_tolerating_close(c, &hello));
+    let mut reached = [0; 2];
+    for _ in 0..2 {
+        reached[forwards_to_one_of(&mut gw, &[&a, &b], SNI)] += 1;
+    }
+    assert_eq!(reached, [1, 1]);
+}
+
+#[test]
+fn a_broken_destination_rule_is_reported_and_touches_nothing_else() {
+    let api = Api::with_istio();
+    let (a, b, c) = (upstream(2), upstream(3), upstream(4));
+    two_versions(&api, &a, &b);
+    api.apply(fixtures::destination_rule(
+        "ns",
+        "echo",
+        "echo",
+        &[("v1", &[("version", "v1")])],
+    ));
+    // Another service whose rule is broken (a subset without a name).
+    api.apply(
+        fixtures::service("ns", "other")
+            .tcp_port("tcp", 80, "tcp")
+            .build(),
+    );
+    api.apply(slice_of("ns", "other", "other-1", &c, ready));
+    let mut broken = fixtures::destination_rule("ns", "other", "other", &[("v1", &[])]);
+    broken["spec"]["subsets"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("name");
+    api.apply(broken);
+    let mut gw = gateway(&api, &[]);
+    let line = gw.wait_log(|v| {
+        v["level"] == "WARN"
+            && v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("DestinationRule ns/other is ignored"))
+    });
+    assert!(
+        line["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.subsets[0].name is missing"),
+        "{line}"
+    );
+    // The good rule's subset, the broken rule's service, and the listener all still work.
+    assert_eq!(forwards_to_one_of(&mut gw, &[&a, &b], &sni_of("v1")), 0);
+    assert_eq!(
+        forwards_to_one_of(&mut gw, &[&c], "outbound_.80_._.other.ns.svc.cluster.local"),
+        0
+    );
+    assert_eq!(gw.admin_get("/healthz/ready").0, 200);
+    assert!(
+        gw.metric(
+            "eastwest_source_errors_total{source=\"west\",resource=\"destinationrules\",kind=\"invalid\"}"
+        ) >= 1.0
+    );
+}
+
+#[test]
+fn without_istio_installed_it_routes_and_says_so_once() {
+    let api = Api::new();
+    let a = upstream(2);
+    api.apply(echo_service());
+    api.apply(slice("echo-a", &a, ready));
+    let mut gw = gateway(&api, &[]);
+    assert_eq!(forwards_to_one_of(&mut gw, &[&a], SNI), 0);
+    let said = gw
+        .seen
+        .iter()
+        .filter(|v| {
+            v["resource"] == "destinationrules"
+                && v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("not served"))
+        })
+        .count();
+    assert_eq!(
+        said, 2,
+        "one line per DestinationRule version (v1, v1beta1)"
+    );
+    assert!(
+        !gw.seen
+            .iter()
+            .any(|v| v["level"] == "WARN" && v["resource"] == "destinationrules"),
+        "a missing Istio CRD is not a warning"
     );
 }
