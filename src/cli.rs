@@ -168,6 +168,15 @@ pub struct RunArgs {
     #[arg(long, env = "EASTWEST_TARGET_PORT", value_name = "PORT")]
     pub target_port: Option<u16>,
 
+    /// Accept only Istio mTLS and forward only to Istio mTLS endpoints: a ClientHello must
+    /// offer one of Istio's ALPNs (istio, istio-peer-exchange, istio-http/1.0, istio-http/1.1,
+    /// istio-h2), and a Kubernetes endpoint's pod must carry security.istio.io/tlsMode=istio.
+    /// `--istio-mtls-only=false` turns off what the config file turned on [default: off, so
+    /// non-Istio clients work; the shipped Kubernetes manifests turn it on].
+    #[arg(long, env = "EASTWEST_ISTIO_MTLS_ONLY", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", require_equals = true)]
+    pub istio_mtls_only: Option<bool>,
+
     /// How to pick an endpoint [default: round-robin].
     #[arg(long, env = "EASTWEST_BALANCE", value_enum)]
     pub balance: Option<BalanceArg>,

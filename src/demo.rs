@@ -97,6 +97,7 @@ fn start_gateway(host: &str, replicas: &[&Backend]) -> Result<ClusterGateway> {
         limits: Limits::default(),
         balance: Default::default(),
         forward: Default::default(),
+        istio_mtls_only: true,
     };
     let gateway = Gateway::start(config, vec![routes], &metrics).context("starting a gateway")?;
     let addr = gateway.local_addrs()[0];

@@ -170,6 +170,10 @@ fn settings(args: &RunArgs) -> Result<Settings> {
         Some(ForwardArg::Copy) => ForwardMode::Copy,
         None => file.forward.unwrap_or_default(),
     };
+    let istio_mtls_only = args
+        .istio_mtls_only
+        .or(file.istio_mtls_only)
+        .unwrap_or(false);
     let log_format = match (args.log_format, file.log_format) {
         (Some(f), _) => f,
         (None, Some(eastwest_control::LogFormat::Json)) => LogFormat::Json,
@@ -180,7 +184,8 @@ fn settings(args: &RunArgs) -> Result<Settings> {
         static_services.push(eastwest_control::parse_endpoints_flag(e)?);
     }
     let services_file = args.services_file.clone().or(file.services_file.clone());
-    let (sources, listener_sources) = route_sources(args, &file, services_file, static_services)?;
+    let (sources, listener_sources) =
+        route_sources(args, &file, services_file, static_services, istio_mtls_only)?;
     let admin = Some(
         args.admin
             .or(file.admin)
@@ -195,6 +200,7 @@ fn settings(args: &RunArgs) -> Result<Settings> {
             limits,
             balance,
             forward,
+            istio_mtls_only,
         },
         log_format,
         sources,
@@ -209,6 +215,7 @@ fn route_sources(
     file: &Config,
     services_file: Option<PathBuf>,
     statics: Vec<ServiceSpec>,
+    istio_mtls_only: bool,
 ) -> Result<(Vec<SourceSpec>, Vec<usize>)> {
     let kube = args.kube || args.kubeconfig.is_some() || args.context.is_some();
     let default = if kube {
@@ -221,6 +228,7 @@ fn route_sources(
         }
         let mut options =
             KubeOptions::new(args.cluster_id.as_deref().unwrap_or(DEFAULT_CLUSTER_ID));
+        options.istio_mtls_only = istio_mtls_only;
         if let Some(d) = &args.cluster_domain {
             options.cluster_domain = d.clone();
         }
@@ -269,6 +277,7 @@ fn route_sources(
     let has_default = !sources.is_empty();
     for c in &file.clusters {
         let mut options = KubeOptions::new(&c.name);
+        options.istio_mtls_only = istio_mtls_only;
         options.cluster_domain = c.cluster_domain.clone();
         options.network = c.network.clone();
         options.namespaces = c.namespaces.clone();

@@ -15,7 +15,7 @@ use support::{
 };
 
 /// Every `eastwest run` option.
-const RUN_FLAGS: [&str; 26] = [
+const RUN_FLAGS: [&str; 27] = [
     "--config",
     "--listen",
     "--admin",
@@ -32,6 +32,7 @@ const RUN_FLAGS: [&str; 26] = [
     "--namespace",
     "--gateway-namespace",
     "--target-port",
+    "--istio-mtls-only",
     "--balance",
     "--forward",
     "--sniff-timeout",

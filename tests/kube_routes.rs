@@ -703,3 +703,49 @@ fn without_istio_installed_it_routes_and_says_so_once() {
         "a missing Istio CRD is not a warning"
     );
 }
+
+#[test]
+fn istio_mtls_only_refuses_non_istio_alpn_and_skips_plaintext_pods() {
+    let api = Api::new();
+    let (a, b) = (upstream(2), upstream(3));
+    api.apply(echo_service());
+    // a: a pod with the sidecar injector's label; b: a pod without a sidecar.
+    for (pod, up, labels) in [
+        (
+            "echo-mesh",
+            &a,
+            &[("app", "echo"), ("security.istio.io/tlsMode", "istio")][..],
+        ),
+        ("echo-plain", &b, &[("app", "echo")][..]),
+    ] {
+        let ip = up.addr().ip().to_string();
+        api.apply(fixtures::pod("ns", pod, labels, &ip));
+        api.apply(slice(pod, up, |e| e.pod(pod)));
+    }
+    let mut gw = gateway(&api, &["--istio-mtls-only"]);
+    assert!(
+        !routes(&gw).contains(&b.addr().to_string()),
+        "{}",
+        routes(&gw)
+    );
+    let istio = support::rustls_client_hello_with_alpn(SNI, vec![b"istio".to_vec()]);
+    for _ in 0..3 {
+        let mut client = support::connect(gw.addr());
+        std::io::Write::write_all(&mut client, &istio).unwrap();
+        let (i, _) = Upstream::accept_any(&[&a, &b]);
+        assert_eq!(i, 0, "only the pod with Istio mTLS");
+        gw.wait_access();
+    }
+    for alpn in [vec![], vec![b"h2".to_vec(), b"http/1.1".to_vec()]] {
+        let hello = support::rustls_client_hello_with_alpn(SNI, alpn);
+        assert_refused(&mut gw, "not_istio_mtls", |c| {
+            send_tolerating_close(c, &hello)
+        });
+    }
+    assert_eq!(
+        gw.metric("eastwest_connections_refused_total{listener=\"tls\",reason=\"not_istio_mtls\"}"),
+        2.0
+    );
+    a.assert_no_connection("refused hellos reach no pod");
+    b.assert_no_connection("the plaintext pod gets nothing");
+}

@@ -32,6 +32,9 @@ pub struct Config {
     pub balance: Option<Balance>,
     /// `forward: auto` — `auto` (splice(2) where available) or `copy` (always the buffered copy).
     pub forward: Option<ForwardMode>,
+    /// `istio_mtls_only: true` — accept only ClientHellos offering an Istio ALPN, forward only
+    /// to endpoints whose pod has `security.istio.io/tlsMode: istio`.
+    pub istio_mtls_only: Option<bool>,
     /// `listeners:` — if given, replaces the single `--listen` listener. A list of
     /// [`ListenerSpec`]s; at least one, each on its own address.
     pub listeners: Option<Vec<ListenerSpec>>,
@@ -159,6 +162,8 @@ struct RawConfig {
     #[serde(default)]
     forward: Option<ForwardName>,
     #[serde(default)]
+    istio_mtls_only: Option<bool>,
+    #[serde(default)]
     listeners: Option<Spanned<Vec<Spanned<RawListener>>>>,
     #[serde(default)]
     timeouts: TimeoutsSpec,
@@ -256,6 +261,7 @@ impl Config {
                 ForwardName::Auto => ForwardMode::Auto,
                 ForwardName::Copy => ForwardMode::Copy,
             }),
+            istio_mtls_only: raw.istio_mtls_only,
             listeners,
             timeouts: raw.timeouts,
             limits: raw.limits,

@@ -53,6 +53,9 @@ pub struct KubeOptions {
     /// The gateway's own namespace: DestinationRules there apply first, and `exportTo` is
     /// judged from it (Istio's proxy namespace for rule lookup).
     pub gateway_namespace: String,
+    /// Only endpoints whose pod has `security.istio.io/tlsMode: istio` (Istio's sidecar or
+    /// waypoint mTLS) take connections; the others are left out of every route.
+    pub istio_mtls_only: bool,
     /// A change is published once no other arrived for this long...
     pub quiet: Duration,
     /// ...or at the latest this long after the first unpublished change.
@@ -70,6 +73,7 @@ impl KubeOptions {
             network: String::new(),
             namespaces: Vec::new(),
             gateway_namespace: table::ROOT_NAMESPACE.into(),
+            istio_mtls_only: false,
             quiet: Duration::from_millis(10),
             max_delay: Duration::from_millis(100),
             page_size: 500,
@@ -319,6 +323,7 @@ impl KubeSource {
             cluster_id: &self.options.cluster_id,
             network: &self.options.network,
             gateway_namespace: &self.options.gateway_namespace,
+            istio_mtls_only: self.options.istio_mtls_only,
         };
         let (table, counts, problems) =
             table::build(&stores, &cx, &self.statics, previous.as_deref());

@@ -103,4 +103,8 @@ pub struct ProxyConfig {
     pub limits: Limits,
     pub balance: Balance,
     pub forward: ForwardMode,
+    /// Accept only Istio mTLS: a ClientHello must offer one of Istio's ALPNs (`istio`,
+    /// `istio-peer-exchange`, `istio-http/1.0`, `istio-http/1.1`, `istio-h2`), as the
+    /// `AUTO_PASSTHROUGH` filter chain of Istio's east-west gateway matches them.
+    pub istio_mtls_only: bool,
 }

@@ -25,6 +25,8 @@ pub enum Reason {
     SniffTimeout,
     /// The client closed (or failed) before a complete ClientHello arrived.
     SniffEof,
+    /// `istio_mtls_only` is on and the ClientHello offers none of Istio's ALPNs.
+    NotIstioMtls,
     HostNotExposed,
     NoRoute,
     NoReadyEndpoint,
@@ -36,7 +38,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 20] = [
         Reason::Closed,
         Reason::IdleTimeout,
         Reason::Drained,
@@ -50,6 +52,7 @@ impl Reason {
         Reason::BadIstioName,
         Reason::SniffTimeout,
         Reason::SniffEof,
+        Reason::NotIstioMtls,
         Reason::HostNotExposed,
         Reason::NoRoute,
         Reason::NoReadyEndpoint,
@@ -74,6 +77,7 @@ impl Reason {
             Reason::BadIstioName => "bad_istio_name",
             Reason::SniffTimeout => "sniff_timeout",
             Reason::SniffEof => "sniff_eof",
+            Reason::NotIstioMtls => "not_istio_mtls",
             Reason::HostNotExposed => "host_not_exposed",
             Reason::NoRoute => "no_route",
             Reason::NoReadyEndpoint => "no_ready_endpoint",

@@ -356,6 +356,9 @@ async fn handle(client: &mut TcpStream, ctx: &ListenerCtx, rec: &mut ConnRecord<
         Err(reason) => return reason,
     };
     rec.sni = Some(hello.sni);
+    if p.istio_mtls_only && !hello.alpn.any_istio() {
+        return Reason::NotIstioMtls;
+    }
     let target = match name::resolve(hello.sni.as_str(), ctx.cfg.target_port) {
         Ok(t) => t,
         Err(_) => return Reason::BadIstioName,
@@ -525,6 +528,7 @@ mod tests {
                 limits: Limits::default(),
                 balance: Default::default(),
                 forward: Default::default(),
+                istio_mtls_only: false,
             }),
             routes: Routes::new(),
             lifecycle: Arc::new(Lifecycle::default()),

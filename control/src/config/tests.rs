@@ -7,6 +7,7 @@ workers: 2
 log_format: json
 balance: p2c
 forward: copy
+istio_mtls_only: true
 listeners:
   - name: tls
     listen: 0.0.0.0:15443
@@ -51,6 +52,7 @@ fn every_setting() {
     assert_eq!(c.log_format, Some(LogFormat::Json));
     assert_eq!(c.balance, Some(Balance::P2c));
     assert_eq!(c.forward, Some(ForwardMode::Copy));
+    assert_eq!(c.istio_mtls_only, Some(true));
     let listeners = c.listeners.as_ref().unwrap();
     assert_eq!(
         listeners[0],
@@ -228,7 +230,7 @@ fn unknown_fields_are_rejected_where_they_are() {
     assert_eq!(
         error("admin: 0.0.0.0:15021\nworker: 2\n"),
         "/etc/eastwest/config.yaml:2:1: worker: unknown field `worker`, expected one of admin, \
-         workers, log_format, balance, forward, listeners, timeouts, limits, services_file, services, clusters"
+         workers, log_format, balance, forward, istio_mtls_only, listeners, timeouts, limits, services_file, services, clusters"
     );
     assert_eq!(
         error("timeouts:\n  sniff: 1s\n  conect: 2s\n"),

@@ -38,7 +38,12 @@ pub struct Context<'a> {
     pub network: &'a str,
     /// The namespace the gateway runs in, as a proxy's namespace for DestinationRule lookup.
     pub gateway_namespace: &'a str,
+    /// Keep only endpoints whose pod has [`TLS_MODE_LABEL`]` = istio`.
+    pub istio_mtls_only: bool,
 }
+
+/// The label Istio's injector puts on pods whose sidecar speaks Istio mTLS.
+pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
 
 /// Sizes of what a table was built from, for logs and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -109,7 +114,7 @@ pub fn build(
         }
     }
     // Pod labels matter only to subsets: no rule, no index (a cluster may run 10,000s of pods).
-    if !rules_by_host.is_empty() {
+    if !rules_by_host.is_empty() || cx.istio_mtls_only {
         for store in stores {
             for ((namespace, name), object) in store.objects() {
                 if let Object::Pod(pod) = object {
@@ -137,12 +142,15 @@ pub fn build(
             };
             for port in service.ports.iter() {
                 let endpoints = || {
-                    of_service.iter().flat_map(|slice| {
-                        let target = slice.ports.iter().find(|p| p.name == port.name);
-                        target
-                            .into_iter()
-                            .flat_map(|t| slice.ready.iter().map(move |e| (e, t.port)))
-                    })
+                    of_service
+                        .iter()
+                        .flat_map(|slice| {
+                            let target = slice.ports.iter().find(|p| p.name == port.name);
+                            target
+                                .into_iter()
+                                .flat_map(|t| slice.ready.iter().map(move |e| (e, t.port)))
+                        })
+                        .filter(|(e, _)| !cx.istio_mtls_only || istio_mtls(e, namespace, &pods))
                 };
                 builder.add(
                     &host,
@@ -239,6 +247,31 @@ fn applicable_subsets<'a>(
     Vec::new()
 }
 
+/// Whether the endpoint's pod speaks Istio mTLS (its injector's `tlsMode` label).
+fn istio_mtls(
+    endpoint: &ReadyEndpoint,
+    namespace: &str,
+    pods: &HashMap<(&str, &str), &PodInfo>,
+) -> bool {
+    pod_label(endpoint, namespace, pods, TLS_MODE_LABEL) == Some("istio")
+}
+
+fn pod_label<'p>(
+    endpoint: &ReadyEndpoint,
+    namespace: &str,
+    pods: &'p HashMap<(&str, &str), &PodInfo>,
+    key: &str,
+) -> Option<&'p str> {
+    let pod = endpoint
+        .pod
+        .as_deref()
+        .and_then(|name| pods.get(&(namespace, name)))?;
+    pod.labels
+        .binary_search_by(|(k, _)| (**k).cmp(key))
+        .ok()
+        .map(|i| &*pod.labels[i].1)
+}
+
 /// Whether the endpoint's labels (its pod's, plus those Istio adds) hold every label of the
 /// subset.
 fn matches(
@@ -248,22 +281,13 @@ fn matches(
     pods: &HashMap<(&str, &str), &PodInfo>,
     cx: &Context<'_>,
 ) -> bool {
-    let pod = endpoint
-        .pod
-        .as_deref()
-        .and_then(|name| pods.get(&(namespace, name)));
     subset.labels.iter().all(|(key, want)| {
         let have = match &**key {
             CLUSTER_LABEL => Some(cx.cluster_id),
             NETWORK_LABEL if !cx.network.is_empty() => Some(cx.network),
             ZONE_LABEL if endpoint.zone.is_some() => endpoint.zone.as_deref(),
             HOSTNAME_LABEL if endpoint.node.is_some() => endpoint.node.as_deref(),
-            _ => pod.and_then(|p| {
-                p.labels
-                    .binary_search_by(|(k, _)| (**k).cmp(&**key))
-                    .ok()
-                    .map(|i| &*p.labels[i].1)
-            }),
+            _ => pod_label(endpoint, namespace, pods, key),
         };
         have == Some(&**want)
     })

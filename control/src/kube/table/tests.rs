@@ -54,6 +54,7 @@ const CX: Context<'static> = Context {
     cluster_id: "west",
     network: "network2",
     gateway_namespace: "istio-system",
+    istio_mtls_only: false,
 };
 
 fn table(objects: &[Value], statics: &[ServiceSpec]) -> (RouteTable, Counts) {
