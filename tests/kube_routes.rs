@@ -749,3 +749,47 @@ fn istio_mtls_only_refuses_non_istio_alpn_and_skips_plaintext_pods() {
     a.assert_no_connection("refused hellos reach no pod");
     b.assert_no_connection("the plaintext pod gets nothing");
 }
+
+#[test]
+fn a_statefulset_pod_of_a_headless_service_is_reachable_by_its_own_name() {
+    let api = Api::new();
+    let (a, b) = (upstream(2), upstream(3));
+    api.apply(
+        fixtures::service("ns", "db")
+            .headless()
+            .tcp_port("tcp", 80, "tcp")
+            .build(),
+    );
+    for (pod, up) in [("db-0", &a), ("db-1", &b)] {
+        api.apply(slice_of("ns", "db", pod, up, |e| e.hostname(pod).pod(pod)));
+    }
+    let mut gw = gateway(&api, &[]);
+    for _ in 0..2 {
+        assert_eq!(
+            forwards_to_one_of(
+                &mut gw,
+                &[&a, &b],
+                "outbound_.80_._.db-1.db.ns.svc.cluster.local"
+            ),
+            1
+        );
+        assert_eq!(
+            forwards_to_one_of(
+                &mut gw,
+                &[&a, &b],
+                "outbound_.80_._.db-0.db.ns.svc.cluster.local"
+            ),
+            0
+        );
+    }
+    // The Service name still balances over both.
+    let mut reached = [0; 2];
+    for _ in 0..2 {
+        reached[forwards_to_one_of(
+            &mut gw,
+            &[&a, &b],
+            "outbound_.80_._.db.ns.svc.cluster.local",
+        )] += 1;
+    }
+    assert_eq!(reached, [1, 1]);
+}

@@ -19,6 +19,9 @@ pub type Key = (Box<str>, Box<str>);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceInfo {
     pub ports: Box<[NamedPort]>,
+    /// `clusterIP: None`: each endpoint with a `hostname` (a StatefulSet's pods) is also
+    /// reachable by itself as `<hostname>.<service>.<namespace>.svc.<domain>`.
+    pub headless: bool,
 }
 
 /// A port and its name (`""` when unnamed, as in a single-port Service).
@@ -46,6 +49,8 @@ pub struct ReadyEndpoint {
     pub zone: Option<Box<str>>,
     /// `nodeName` (Istio's `kubernetes.io/hostname` label).
     pub node: Option<Box<str>>,
+    /// `hostname` (set for a StatefulSet's pods behind a headless Service).
+    pub hostname: Option<Box<str>>,
 }
 
 /// Label pairs, sorted by key.
@@ -125,7 +130,8 @@ pub fn service(svc: &Service) -> Option<Object> {
             })
         })
         .collect();
-    Some(Object::Service(ServiceInfo { ports }))
+    let headless = spec.cluster_ip.as_deref() == Some("None");
+    Some(Object::Service(ServiceInfo { ports, headless }))
 }
 
 /// The route-relevant part of an EndpointSlice; `None` for FQDN slices and slices not owned by
@@ -174,6 +180,7 @@ pub fn slice(slice: &EndpointSlice) -> Option<Object> {
                     pod: pod.clone(),
                     zone: e.zone.as_deref().map(Box::from),
                     node: e.node_name.as_deref().map(Box::from),
+                    hostname: e.hostname.as_deref().map(Box::from),
                 })
             })
         })

@@ -127,6 +127,7 @@ mod tests {
                 name: "".into(),
                 port,
             }]),
+            headless: false,
         }))
     }
 

@@ -158,6 +158,20 @@ pub fn build(
                     "",
                     endpoints().map(|(e, p)| SocketAddr::new(e.ip, p)),
                 );
+                if service.headless {
+                    // One route per addressable pod: `outbound_.<port>_._.<pod>.<svc>...`
+                    // reaches that pod, across clusters (beyond Istio, issue #38327).
+                    for (e, p) in endpoints() {
+                        if let Some(pod_host) = &e.hostname {
+                            builder.add(
+                                &format!("{pod_host}.{host}"),
+                                port.port,
+                                "",
+                                [SocketAddr::new(e.ip, p)],
+                            );
+                        }
+                    }
+                }
                 for subset in &subsets {
                     let matching = endpoints()
                         .filter(|(e, _)| matches(subset, e, namespace, &pods, cx))

@@ -119,10 +119,18 @@ fn the_mesh_fixture_becomes_the_routes_istio_would_send_to() {
         endpoints(&t, "details.bookinfo.svc.cluster.local", 9080).unwrap(),
         Vec::<String>::new()
     );
-    // Headless: the pods.
+    // Headless: the pods, and each StatefulSet pod by its own name.
     assert_eq!(
         endpoints(&t, "mysql.db.svc.cluster.local", 3306).unwrap(),
         ["10.244.2.10:3306", "10.244.3.11:3306"]
+    );
+    assert_eq!(
+        endpoints(&t, "mysql-1.mysql.db.svc.cluster.local", 3306).unwrap(),
+        ["10.244.3.11:3306"]
+    );
+    assert_eq!(
+        endpoints(&t, "mysql-0.mysql.db.svc.cluster.local", 3306).unwrap(),
+        ["10.244.2.10:3306"]
     );
     // FQDN slices are ignored.
     assert_eq!(
@@ -139,7 +147,11 @@ fn the_mesh_fixture_becomes_the_routes_istio_would_send_to() {
         None,
         "target ports are not service ports"
     );
-    assert_eq!(t.route_count(), 10);
+    assert_eq!(
+        t.route_count(),
+        12,
+        "10 service ports and 2 StatefulSet pods"
+    );
 }
 
 #[test]
