@@ -87,6 +87,7 @@ fn start_gateway(host: &str, replicas: &[&Backend]) -> Result<ClusterGateway> {
             listen: "127.0.0.1:0".parse()?,
             hosts: HostPatterns::default_local(),
             target_port: 443,
+            forward_to: None,
         }],
         admin: None,
         workers: 1,

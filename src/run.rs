@@ -52,7 +52,7 @@ enum SourceSpec {
     /// A Kubernetes cluster's API, plus static services.
     Kube {
         connection: Connection,
-        options: KubeOptions,
+        options: Box<KubeOptions>,
         statics: Vec<ServiceSpec>,
     },
 }
@@ -135,6 +135,7 @@ fn settings(args: &RunArgs) -> Result<Settings> {
                 HostPatterns::parse(&args.hosts).context("--hosts")?
             },
             target_port: args.target_port.unwrap_or(DEFAULT_TARGET_PORT),
+            forward_to: None,
         }],
     };
     let mut timeouts = file.timeouts(Timeouts::default());
@@ -184,8 +185,16 @@ fn settings(args: &RunArgs) -> Result<Settings> {
         static_services.push(eastwest_control::parse_endpoints_flag(e)?);
     }
     let services_file = args.services_file.clone().or(file.services_file.clone());
-    let (sources, listener_sources) =
+    let (mut sources, listener_sources) =
         route_sources(args, &file, services_file, static_services, istio_mtls_only)?;
+    // Each source learns which of its service ports fixed passthrough listeners forward to.
+    for (listener, source) in listeners.iter().zip(&listener_sources) {
+        if let (Some(target), Some(SourceSpec::Kube { options, .. })) =
+            (&listener.forward_to, sources.get_mut(*source))
+        {
+            options.passthrough_targets.push(target.clone());
+        }
+    }
     let admin = Some(
         args.admin
             .or(file.admin)
@@ -242,7 +251,7 @@ fn route_sources(
                 kubeconfig: args.kubeconfig.clone(),
                 context: args.context.clone(),
             },
-            options,
+            options: Box::new(options),
             statics,
         })
     } else {
@@ -296,7 +305,7 @@ fn route_sources(
                 kubeconfig: c.kubeconfig.clone(),
                 context: c.context.clone(),
             },
-            options,
+            options: Box::new(options),
             statics: Vec::new(),
         });
     }
@@ -516,7 +525,7 @@ async fn start_source(spec: &SourceSpec, metrics: &Arc<Metrics>) -> Result<Start
             );
             let source = KubeSource::new(
                 client,
-                options.clone(),
+                (**options).clone(),
                 statics.clone(),
                 routes.clone(),
                 source_metrics,

@@ -793,3 +793,72 @@ fn a_statefulset_pod_of_a_headless_service_is_reachable_by_its_own_name() {
     }
     assert_eq!(reached, [1, 1]);
 }
+
+#[test]
+fn a_fixed_passthrough_listener_sends_any_tls_to_istiod() {
+    let api = Api::new();
+    let (istiod, mesh) = (upstream(2), upstream(3));
+    api.apply(
+        fixtures::service("istio-system", "istiod")
+            .tcp_port("grpc-xds", 15012, 15012)
+            .build(),
+    );
+    // istiod has no sidecar: no tlsMode label, yet the fixed listener must reach it.
+    api.apply(fixtures::pod(
+        "istio-system",
+        "istiod-1",
+        &[("app", "istiod")],
+        "127.0.0.2",
+    ));
+    api.apply(
+        fixtures::endpoint_slice("istio-system", "istiod", "istiod-1")
+            .endpoint(Endpoint::new("127.0.0.2").pod("istiod-1"))
+            .tcp_port("grpc-xds", istiod.addr().port())
+            .build(),
+    );
+    api.apply(echo_service());
+    api.apply(slice("echo-a", &mesh, |e| e.pod("echo-plain")));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("eastwest.yaml");
+    std::fs::write(
+        &config,
+        "listeners:\n  - name: tls\n    listen: 127.0.0.1:0\n  - name: istiod-xds\n    \
+         listen: 127.0.0.1:0\n    forward_to: istiod.istio-system.svc.cluster.local:15012\n",
+    )
+    .unwrap();
+    let path = api.kubeconfig.to_str().unwrap();
+    let mut gw = Gateway::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--kubeconfig",
+        path,
+        "--istio-mtls-only",
+    ]);
+    gw.wait_log(|v| v["message"] == "initial sync complete; route table loaded");
+    let listeners = gw.listen.clone();
+    gw.listen = vec![listeners[1]];
+    // No SNI (an IP name), another SNI, a non-Istio ALPN: all reach istiod.
+    for hello in [
+        support::rustls_client_hello_with_alpn("127.0.0.1", vec![b"h2".to_vec()]),
+        support::rustls_client_hello_with_alpn("istiod.istio-system.svc", vec![b"h2".to_vec()]),
+        support::rustls_client_hello(SNI),
+    ] {
+        let mut client = support::connect(gw.addr());
+        std::io::Write::write_all(&mut client, &hello).unwrap();
+        let mut up = istiod.accept();
+        let mut got = vec![0; hello.len()];
+        std::io::Read::read_exact(&mut up, &mut got).unwrap();
+        assert_eq!(got, hello, "istiod gets the hello untouched");
+        drop((client, up));
+        let line = gw.wait_access();
+        assert_eq!(line["listener"], "istiod-xds", "{line}");
+    }
+    // Not TLS at all is still refused.
+    assert_refused(&mut gw, "not_tls", |c| {
+        send_tolerating_close(c, b"GET / HTTP/1.1\r\n\r\n")
+    });
+    // The mesh listener keeps its rules: the echo pod has no sidecar, so no endpoint.
+    gw.listen = vec![listeners[0]];
+    refused(&mut gw, "no_ready_endpoint");
+    mesh.assert_no_connection("a plaintext pod behind --istio-mtls-only");
+}

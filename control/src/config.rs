@@ -99,6 +99,10 @@ pub struct ListenerSpec {
     /// `cluster: west` — route with that `clusters:` entry's Services; absent: the default
     /// source (`--kube`, `--services-file`, `--endpoints`, `services:`).
     pub cluster: Option<String>,
+    /// `forward_to: istiod.istio-system.svc.cluster.local:15012` — a fixed passthrough
+    /// listener: every TLS connection, whatever its SNI (or none), goes to this service host and
+    /// port, as Istio's `expose-istiod` does on 15012 and 15017 (→ istiod's 443).
+    pub forward_to: Option<(String, u16)>,
 }
 
 /// `timeouts:` — durations written `500ms`, `15s`, `10m`, `1h` (or sums such as `1m30s`).
@@ -205,6 +209,28 @@ struct RawListener {
     target_port: Option<PortValue>,
     #[serde(default)]
     cluster: Option<Spanned<String>>,
+    #[serde(default)]
+    forward_to: Option<HostPort>,
+}
+
+/// `host:port`, a service host (checked as a DNS name) and a port.
+struct HostPort(String, u16);
+
+impl<'de> Deserialize<'de> for HostPort {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let s = String::deserialize(d)?;
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| D::Error::custom(format!("{s:?} needs a port: HOST:PORT")))?;
+        crate::value::check_dns_name(host).map_err(D::Error::custom)?;
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(HostPort(host.to_ascii_lowercase(), p)),
+            _ => Err(D::Error::custom(format!(
+                "{port:?} is not a port (1-65535)"
+            ))),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -317,6 +343,7 @@ impl Config {
                     listen: spec.listen,
                     hosts,
                     target_port: spec.target_port,
+                    forward_to: spec.forward_to.clone(),
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -407,6 +434,7 @@ fn check_listeners(
             hosts,
             target_port: raw.target_port.map_or(443, |p| p.port()),
             cluster,
+            forward_to: raw.forward_to.map(|HostPort(h, p)| (h, p)),
         });
     }
     Ok(out)

@@ -56,6 +56,9 @@ pub struct KubeOptions {
     /// Only endpoints whose pod has `security.istio.io/tlsMode: istio` (Istio's sidecar or
     /// waypoint mTLS) take connections; the others are left out of every route.
     pub istio_mtls_only: bool,
+    /// Service ports that fixed passthrough listeners forward plain TLS to (istiod's 15012 and
+    /// 443): `istio_mtls_only` does not narrow their endpoints (istiod has no sidecar).
+    pub passthrough_targets: Vec<(String, u16)>,
     /// A change is published once no other arrived for this long...
     pub quiet: Duration,
     /// ...or at the latest this long after the first unpublished change.
@@ -74,6 +77,7 @@ impl KubeOptions {
             namespaces: Vec::new(),
             gateway_namespace: table::ROOT_NAMESPACE.into(),
             istio_mtls_only: false,
+            passthrough_targets: Vec::new(),
             quiet: Duration::from_millis(10),
             max_delay: Duration::from_millis(100),
             page_size: 500,
@@ -324,6 +328,7 @@ impl KubeSource {
             network: &self.options.network,
             gateway_namespace: &self.options.gateway_namespace,
             istio_mtls_only: self.options.istio_mtls_only,
+            passthrough_targets: &self.options.passthrough_targets,
         };
         let (table, counts, problems) =
             table::build(&stores, &cx, &self.statics, previous.as_deref());

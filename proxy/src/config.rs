@@ -36,6 +36,10 @@ pub struct ListenerConfig {
     pub hosts: HostPatterns,
     /// The service port a plain DNS-name SNI (not `outbound_.…`) is routed to.
     pub target_port: u16,
+    /// A fixed passthrough listener (Istio's `expose-istiod` on 15012 and 15017): every TLS
+    /// connection, whatever its SNI or none, goes to this service host and port; `hosts` and
+    /// the Istio-ALPN check do not apply.
+    pub forward_to: Option<(String, u16)>,
 }
 
 /// Timeouts. Defaults follow Envoy/Istio where a gateway has an established value.

@@ -351,21 +351,38 @@ async fn handle(client: &mut TcpStream, ctx: &ListenerCtx, rec: &mut ConnRecord<
     let t0 = Instant::now();
     let sniffed = sniff::sniff(client, p.limits.max_client_hello, p.timeouts.sniff).await;
     ctx.metrics.observe_sniff(t0.elapsed());
-    let hello = match sniffed {
-        Ok(h) => h,
-        Err(reason) => return reason,
+    // A fixed passthrough listener takes any ClientHello, with or without a usable SNI.
+    let hello = match (sniffed, &ctx.cfg.forward_to) {
+        (Ok(h), _) => Some(h),
+        (Err(Reason::NoSni | Reason::BadSni), Some(_)) => None,
+        (Err(reason), _) => return reason,
     };
-    rec.sni = Some(hello.sni);
-    if p.istio_mtls_only && !hello.alpn.any_istio() {
-        return Reason::NotIstioMtls;
+    if let Some(h) = &hello {
+        rec.sni = Some(h.sni);
     }
-    let target = match name::resolve(hello.sni.as_str(), ctx.cfg.target_port) {
-        Ok(t) => t,
-        Err(_) => return Reason::BadIstioName,
+    let target = match (&ctx.cfg.forward_to, &hello) {
+        (Some((host, port)), _) => name::Target {
+            host,
+            port: *port,
+            subset: "",
+            istio: false,
+        },
+        (None, Some(hello)) => {
+            if p.istio_mtls_only && !hello.alpn.any_istio() {
+                return Reason::NotIstioMtls;
+            }
+            let target = match name::resolve(hello.sni.as_str(), ctx.cfg.target_port) {
+                Ok(t) => t,
+                Err(_) => return Reason::BadIstioName,
+            };
+            if !ctx.cfg.hosts.matches(target.host) {
+                return Reason::HostNotExposed;
+            }
+            target
+        }
+        // Only a fixed listener lets a hello without SNI through.
+        (None, None) => return Reason::NoSni,
     };
-    if !ctx.cfg.hosts.matches(target.host) {
-        return Reason::HostNotExposed;
-    }
     let (mut upstream, endpoint) = match connect(ctx, target).await {
         Ok(c) => c,
         Err(reason) => return reason,
@@ -516,6 +533,7 @@ mod tests {
             listen: addr,
             hosts: HostPatterns::default_local(),
             target_port: 443,
+            forward_to: None,
         };
         let ctx = ListenerCtx {
             metrics: metrics.listener(&cfg.name),

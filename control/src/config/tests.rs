@@ -62,6 +62,7 @@ fn every_setting() {
             hosts: vec!["*.local".into(), "exact.example.com".into()],
             target_port: 8443,
             cluster: None,
+            forward_to: None,
         }
     );
     assert_eq!(
@@ -72,6 +73,7 @@ fn every_setting() {
             hosts: vec!["*.local".into()],
             target_port: 443,
             cluster: None,
+            forward_to: None,
         }
     );
     assert_eq!(
@@ -240,7 +242,7 @@ fn unknown_fields_are_rejected_where_they_are() {
     assert_eq!(
         error("listeners:\n  - listen: 0.0.0.0:1\n    host: [a.local]\n"),
         "/etc/eastwest/config.yaml:3:5: listeners[0].host: unknown field `host`, expected one of \
-         name, listen, hosts, target_port, cluster"
+         name, listen, hosts, target_port, cluster, forward_to"
     );
 }
 
@@ -359,6 +361,7 @@ fn listener_configs_of_a_config_built_in_code() {
             hosts: vec!["a.*.com".into()],
             target_port: 443,
             cluster: None,
+            forward_to: None,
         }]),
         ..Config::default()
     };
@@ -456,4 +459,23 @@ fn cluster_mistakes_name_file_line_and_field() {
         unknown.contains(":5:") && unknown.contains("contxt"),
         "{unknown}"
     );
+}
+
+#[test]
+fn fixed_passthrough_listeners() {
+    let c = parse(
+        "listeners:\n  - listen: 0.0.0.0:15012\n    forward_to: istiod.istio-system.svc.cluster.local:15012\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.listeners.unwrap()[0].forward_to,
+        Some(("istiod.istio-system.svc.cluster.local".into(), 15012))
+    );
+    let e = error("listeners:\n  - listen: 0.0.0.0:15012\n    forward_to: istiod\n");
+    assert!(
+        e.starts_with("/etc/eastwest/config.yaml:3:") && e.contains("needs a port"),
+        "{e}"
+    );
+    let e = error("listeners:\n  - listen: 0.0.0.0:15012\n    forward_to: istiod:0\n");
+    assert!(e.contains("is not a port"), "{e}");
 }

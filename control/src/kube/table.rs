@@ -38,8 +38,11 @@ pub struct Context<'a> {
     pub network: &'a str,
     /// The namespace the gateway runs in, as a proxy's namespace for DestinationRule lookup.
     pub gateway_namespace: &'a str,
-    /// Keep only endpoints whose pod has [`TLS_MODE_LABEL`]` = istio`.
+    /// Keep only endpoints whose pod has [`TLS_MODE_LABEL`]` = istio`...
     pub istio_mtls_only: bool,
+    /// ...except on these service ports (host, port), the targets of fixed passthrough
+    /// listeners.
+    pub passthrough_targets: &'a [(String, u16)],
 }
 
 /// The label Istio's injector puts on pods whose sidecar speaks Istio mTLS.
@@ -141,6 +144,11 @@ pub fn build(
                 None => Vec::new(),
             };
             for port in service.ports.iter() {
+                let mtls_only = cx.istio_mtls_only
+                    && !cx
+                        .passthrough_targets
+                        .iter()
+                        .any(|(h, p)| *p == port.port && h.eq_ignore_ascii_case(&host));
                 let endpoints = || {
                     of_service
                         .iter()
@@ -150,7 +158,7 @@ pub fn build(
                                 .into_iter()
                                 .flat_map(|t| slice.ready.iter().map(move |e| (e, t.port)))
                         })
-                        .filter(|(e, _)| !cx.istio_mtls_only || istio_mtls(e, namespace, &pods))
+                        .filter(|(e, _)| !mtls_only || istio_mtls(e, namespace, &pods))
                 };
                 builder.add(
                     &host,

@@ -55,6 +55,7 @@ const CX: Context<'static> = Context {
     network: "network2",
     gateway_namespace: "istio-system",
     istio_mtls_only: false,
+    passthrough_targets: &[],
 };
 
 fn table(objects: &[Value], statics: &[ServiceSpec]) -> (RouteTable, Counts) {
