@@ -88,6 +88,7 @@ fn start_gateway(host: &str, replicas: &[&Backend]) -> Result<ClusterGateway> {
             hosts: HostPatterns::default_local(),
             target_port: 443,
             forward_to: None,
+            aliases: None,
         }],
         admin: None,
         workers: 1,

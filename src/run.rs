@@ -136,6 +136,7 @@ fn settings(args: &RunArgs) -> Result<Settings> {
             },
             target_port: args.target_port.unwrap_or(DEFAULT_TARGET_PORT),
             forward_to: None,
+            aliases: None,
         }],
     };
     let mut timeouts = file.timeouts(Timeouts::default());

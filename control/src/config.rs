@@ -103,6 +103,10 @@ pub struct ListenerSpec {
     /// listener: every TLS connection, whatever its SNI (or none), goes to this service host and
     /// port, as Istio's `expose-istiod` does on 15012 and 15017 (→ istiod's 443).
     pub forward_to: Option<(String, u16)>,
+    /// `aliases: [{name: ratings.bookinfo.svc.mesh2-exports.local, service:
+    /// ratings.bookinfo.svc.cluster.local}]` — federation-style exports: the listener routes
+    /// only these names, each to its local service (same port and subset).
+    pub aliases: Vec<(String, String)>,
 }
 
 /// `timeouts:` — durations written `500ms`, `15s`, `10m`, `1h` (or sums such as `1m30s`).
@@ -211,6 +215,15 @@ struct RawListener {
     cluster: Option<Spanned<String>>,
     #[serde(default)]
     forward_to: Option<HostPort>,
+    #[serde(default)]
+    aliases: Option<Spanned<Vec<Spanned<RawAlias>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlias {
+    name: Checked<DNS_NAME>,
+    service: Checked<DNS_NAME>,
 }
 
 /// `host:port`, a service host (checked as a DNS name) and a port.
@@ -344,6 +357,14 @@ impl Config {
                     hosts,
                     target_port: spec.target_port,
                     forward_to: spec.forward_to.clone(),
+                    aliases: (!spec.aliases.is_empty()).then(|| {
+                        std::sync::Arc::new(
+                            spec.aliases
+                                .iter()
+                                .map(|(n, s)| (n.as_str().into(), s.as_str().into()))
+                                .collect(),
+                        )
+                    }),
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -435,7 +456,41 @@ fn check_listeners(
             target_port: raw.target_port.map_or(443, |p| p.port()),
             cluster,
             forward_to: raw.forward_to.map(|HostPort(h, p)| (h, p)),
+            aliases: match raw.aliases {
+                Some(list) => check_aliases(list, origin, &field)?,
+                None => Vec::new(),
+            },
         });
+    }
+    Ok(out)
+}
+
+/// Lower-case names without a trailing dot; refuses an empty list and a name given twice.
+fn check_aliases(
+    list: Spanned<Vec<Spanned<RawAlias>>>,
+    origin: &Path,
+    listener: &str,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    if list.value.is_empty() {
+        return Err(ConfigError::invalid(
+            Position::at(origin, list.referenced),
+            format!("{listener}.aliases"),
+            "the list is empty, so the listener would route nothing; leave it out to route \
+             every service",
+        ));
+    }
+    let norm = |s: String| s.trim_end_matches('.').to_ascii_lowercase();
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (i, entry) in list.value.into_iter().enumerate() {
+        let name = norm(entry.value.name.0);
+        if out.iter().any(|(n, _)| *n == name) {
+            return Err(ConfigError::invalid(
+                Position::at(origin, entry.referenced),
+                format!("{listener}.aliases[{i}].name"),
+                format!("{name:?} is listed twice"),
+            ));
+        }
+        out.push((name, norm(entry.value.service.0)));
     }
     Ok(out)
 }

@@ -40,6 +40,11 @@ pub struct ListenerConfig {
     /// connection, whatever its SNI or none, goes to this service host and port; `hosts` and
     /// the Istio-ALPN check do not apply.
     pub forward_to: Option<(String, u16)>,
+    /// Federation-style exports: when set, only these names are routed through this listener,
+    /// each to the local service host it stands for (`ratings.bookinfo.svc.mesh2-exports.local`
+    /// → `ratings.bookinfo.svc.cluster.local`, same port and subset). Keys and values are
+    /// lower-case, without a trailing dot.
+    pub aliases: Option<std::sync::Arc<std::collections::HashMap<Box<str>, Box<str>>>>,
 }
 
 /// Timeouts. Defaults follow Envoy/Istio where a gateway has an established value.

@@ -371,12 +371,19 @@ async fn handle(client: &mut TcpStream, ctx: &ListenerCtx, rec: &mut ConnRecord<
             if p.istio_mtls_only && !hello.alpn.any_istio() {
                 return Reason::NotIstioMtls;
             }
-            let target = match name::resolve(hello.sni.as_str(), ctx.cfg.target_port) {
+            let mut target = match name::resolve(hello.sni.as_str(), ctx.cfg.target_port) {
                 Ok(t) => t,
                 Err(_) => return Reason::BadIstioName,
             };
             if !ctx.cfg.hosts.matches(target.host) {
                 return Reason::HostNotExposed;
+            }
+            if let Some(aliases) = &ctx.cfg.aliases {
+                // An export listener routes its alias names and nothing else.
+                match aliases.get(target.host.trim_end_matches('.')) {
+                    Some(local) => target.host = local,
+                    None => return Reason::HostNotExposed,
+                }
             }
             target
         }
@@ -534,6 +541,7 @@ mod tests {
             hosts: HostPatterns::default_local(),
             target_port: 443,
             forward_to: None,
+            aliases: None,
         };
         let ctx = ListenerCtx {
             metrics: metrics.listener(&cfg.name),

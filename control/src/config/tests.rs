@@ -63,6 +63,7 @@ fn every_setting() {
             target_port: 8443,
             cluster: None,
             forward_to: None,
+            aliases: vec![],
         }
     );
     assert_eq!(
@@ -74,6 +75,7 @@ fn every_setting() {
             target_port: 443,
             cluster: None,
             forward_to: None,
+            aliases: vec![],
         }
     );
     assert_eq!(
@@ -242,7 +244,7 @@ fn unknown_fields_are_rejected_where_they_are() {
     assert_eq!(
         error("listeners:\n  - listen: 0.0.0.0:1\n    host: [a.local]\n"),
         "/etc/eastwest/config.yaml:3:5: listeners[0].host: unknown field `host`, expected one of \
-         name, listen, hosts, target_port, cluster, forward_to"
+         name, listen, hosts, target_port, cluster, forward_to, aliases"
     );
 }
 
@@ -362,6 +364,7 @@ fn listener_configs_of_a_config_built_in_code() {
             target_port: 443,
             cluster: None,
             forward_to: None,
+            aliases: vec![],
         }]),
         ..Config::default()
     };
@@ -478,4 +481,31 @@ fn fixed_passthrough_listeners() {
     );
     let e = error("listeners:\n  - listen: 0.0.0.0:15012\n    forward_to: istiod:0\n");
     assert!(e.contains("is not a port"), "{e}");
+}
+
+#[test]
+fn export_aliases() {
+    let c = parse(
+        "listeners:\n  - listen: 0.0.0.0:15443\n    aliases:\n      - name: Ratings.bookinfo.svc.mesh2-exports.local.\n        service: ratings.bookinfo.svc.cluster.local\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.listeners.unwrap()[0].aliases,
+        [(
+            "ratings.bookinfo.svc.mesh2-exports.local".to_string(),
+            "ratings.bookinfo.svc.cluster.local".to_string()
+        )]
+    );
+    assert_eq!(
+        error("listeners:\n  - listen: 0.0.0.0:1\n    aliases: []\n"),
+        "/etc/eastwest/config.yaml:3:14: listeners[0].aliases: the list is empty, so the \
+         listener would route nothing; leave it out to route every service"
+    );
+    let e = error(
+        "listeners:\n  - listen: 0.0.0.0:1\n    aliases:\n      - {name: a.local, service: b.local}\n      - {name: a.local, service: c.local}\n",
+    );
+    assert!(
+        e.contains(":5:") && e.contains("aliases[1].name") && e.contains("listed twice"),
+        "{e}"
+    );
 }
