@@ -88,6 +88,11 @@ pub struct RunArgs {
     #[arg(long, env = "EASTWEST_ADMIN", value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
 
+    /// An extra address serving only the metrics (/stats/prometheus), where Envoy serves them
+    /// for Prometheus and Kiali: 0.0.0.0:15090 in a drop-in Deployment [default: none].
+    #[arg(long, env = "EASTWEST_STATS", value_name = "ADDR")]
+    pub stats: Option<SocketAddr>,
+
     /// Data-path worker threads [default: the CPUs this process may use, respecting taskset
     /// and cgroup CPU limits].
     #[arg(long, env = "EASTWEST_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]

@@ -35,6 +35,8 @@ const FILE_POLL: Duration = Duration::from_secs(1);
 /// Everything `run` needs, merged.
 struct Settings {
     proxy: ProxyConfig,
+    /// The metrics-only address (Envoy's 15090), if any.
+    stats: Option<SocketAddr>,
     log_format: LogFormat,
     /// The route sources; each once.
     sources: Vec<SourceSpec>,
@@ -212,6 +214,7 @@ fn settings(args: &RunArgs) -> Result<Settings> {
             forward,
             istio_mtls_only,
         },
+        stats: args.stats.or(file.stats),
         log_format,
         sources,
         listener_sources,
@@ -394,25 +397,36 @@ async fn serve(settings: Settings) -> Result<()> {
         Some(addr) => Some(admin::bind(addr).await?),
         None => None,
     };
+    let stats_listener = match settings.stats {
+        Some(addr) => Some(admin::bind(addr).await?),
+        None => None,
+    };
     let gateway = Gateway::start(settings.proxy.clone(), listener_routes, &metrics)?;
     for (l, addr) in settings.proxy.listeners.iter().zip(gateway.local_addrs()) {
         tracing::info!(listener = l.name, addr = %addr, workers = settings.proxy.workers, "listening");
     }
     let lifecycle = gateway.lifecycle.clone();
+    let state = Arc::new(AdminState {
+        metrics: metrics.clone(),
+        sources: started
+            .iter()
+            .map(|s| NamedRoutes {
+                name: s.name.clone(),
+                routes: s.routes.clone(),
+            })
+            .collect(),
+        lifecycle: lifecycle.clone(),
+    });
+    let stats_task = match stats_listener {
+        Some(listener) => {
+            tracing::info!(addr = %listener.local_addr()?, "stats listening");
+            Some(tokio::spawn(admin::serve_stats(listener, state.clone())))
+        }
+        None => None,
+    };
     let admin_task = match admin_listener {
         Some(listener) => {
             tracing::info!(addr = %listener.local_addr()?, "admin listening");
-            let state = Arc::new(AdminState {
-                metrics: metrics.clone(),
-                sources: started
-                    .iter()
-                    .map(|s| NamedRoutes {
-                        name: s.name.clone(),
-                        routes: s.routes.clone(),
-                    })
-                    .collect(),
-                lifecycle: lifecycle.clone(),
-            });
             Some(tokio::spawn(admin::serve(listener, state)))
         }
         None => None,
@@ -441,7 +455,7 @@ async fn serve(settings: Settings) -> Result<()> {
     for t in source_tasks {
         t.abort();
     }
-    if let Some(t) = admin_task {
+    for t in [admin_task, stats_task].into_iter().flatten() {
         t.abort();
     }
     match second {

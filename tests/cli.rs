@@ -15,10 +15,11 @@ use support::{
 };
 
 /// Every `eastwest run` option.
-const RUN_FLAGS: [&str; 27] = [
+const RUN_FLAGS: [&str; 28] = [
     "--config",
     "--listen",
     "--admin",
+    "--stats",
     "--workers",
     "--hosts",
     "--endpoints",

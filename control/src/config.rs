@@ -23,6 +23,9 @@ use crate::value::{
 pub struct Config {
     /// `admin: 0.0.0.0:15021` — address of the admin HTTP server (health, metrics, debug).
     pub admin: Option<SocketAddr>,
+    /// `stats: 0.0.0.0:15090` — an extra address serving only the metrics, where Envoy serves
+    /// them (Prometheus scrape configs and Kiali expect 15090).
+    pub stats: Option<SocketAddr>,
     /// `workers: 2` — data-path worker threads, each with its own accept socket (at least 1).
     pub workers: Option<usize>,
     /// `log_format: text` — `text` or `json`.
@@ -161,6 +164,8 @@ pub struct LimitsSpec {
 struct RawConfig {
     #[serde(default, deserialize_with = "opt::<_, Addr, _>")]
     admin: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "opt::<_, Addr, _>")]
+    stats: Option<SocketAddr>,
     #[serde(default, deserialize_with = "opt::<_, Bounded<1, { u64::MAX }>, _>")]
     workers: Option<usize>,
     #[serde(default)]
@@ -290,6 +295,7 @@ impl Config {
         let services_file = raw.services_file.map(resolve);
         Ok(Config {
             admin: raw.admin,
+            stats: raw.stats,
             workers: raw.workers,
             log_format: raw.log_format,
             balance: raw.balance.map(|b| match b {

@@ -38,6 +38,30 @@ pub struct NamedRoutes {
 
 /// Serves admin requests on `listener` until the future is dropped.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
+    serve_with(listener, state, route).await
+}
+
+/// Serves only the metrics (`/stats/prometheus`, `/metrics`) on `listener`, as Envoy's 15090
+/// does for Prometheus scrape configs that expect it there.
+pub async fn serve_stats(listener: TcpListener, state: Arc<AdminState>) {
+    serve_with(listener, state, |req, state| {
+        if req.method() != Method::GET {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
+        }
+        match req.uri().path() {
+            "/stats/prometheus" | "/metrics" => metrics(state),
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found; try /stats/prometheus\n".into(),
+            ),
+        }
+    })
+    .await
+}
+
+type Router = fn(&Request<Incoming>, &AdminState) -> Response<Full<Bytes>>;
+
+async fn serve_with(listener: TcpListener, state: Arc<AdminState>, router: Router) {
     let mut backoff = Backoff::new();
     loop {
         let (stream, _) = match listener.accept().await {
@@ -56,7 +80,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&req, &state)) }
+                async move { Ok::<_, Infallible>(router(&req, &state)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -91,17 +115,7 @@ fn route(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
             text(status, body)
         }
         "/healthz/live" => text(StatusCode::OK, "live\n".into()),
-        "/stats/prometheus" | "/metrics" => {
-            refresh_route_gauges(state);
-            let mut r = text(StatusCode::OK, state.metrics.encode());
-            r.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
-            r
-        }
+        "/stats/prometheus" | "/metrics" => metrics(state),
         "/debug/routes" => text(StatusCode::OK, dump_routes(state)),
         _ => text(
             StatusCode::NOT_FOUND,
@@ -139,6 +153,105 @@ fn readiness(state: &AdminState) -> (StatusCode, String) {
         );
     }
     (StatusCode::OK, "ready\n".into())
+}
+
+/// Our metrics, then Istio's standard TCP metrics, in one OpenMetrics exposition.
+fn metrics(state: &AdminState) -> Response<Full<Bytes>> {
+    refresh_route_gauges(state);
+    let mut body = state.metrics.encode();
+    let istio = istio_tcp_metrics(state);
+    match body.rfind("# EOF") {
+        Some(end) => body.insert_str(end, &istio),
+        None => body.push_str(&istio),
+    }
+    let mut r = text(StatusCode::OK, body);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    r
+}
+
+/// Istio's standard TCP metrics (`istio_tcp_connections_opened_total`, `…_closed_total`,
+/// `istio_tcp_sent_bytes_total`, `istio_tcp_received_bytes_total`) per route, with the labels
+/// a gateway knows: `reporter="source"` (as Istio's gateways report), the destination service
+/// (full name, name, namespace), cluster (the route source), port and subset. Read from the
+/// routes' own atomics at scrape time, so the data path never touches a label map.
+fn istio_tcp_metrics(state: &AdminState) -> String {
+    const FAMILIES: [(&str, &str); 4] = [
+        (
+            "istio_tcp_connections_opened",
+            "Connections opened to the destination",
+        ),
+        (
+            "istio_tcp_connections_closed",
+            "Connections to the destination closed",
+        ),
+        (
+            "istio_tcp_sent_bytes",
+            "Bytes sent to the client (responses)",
+        ),
+        (
+            "istio_tcp_received_bytes",
+            "Bytes received from the client (requests)",
+        ),
+    ];
+    let mut rows: [Vec<String>; 4] = Default::default();
+    for source in &state.sources {
+        let Some(t) = source.routes.load_full() else {
+            continue;
+        };
+        for (host, route) in t.iter() {
+            let (name, namespace) = match host.split_once('.') {
+                Some((name, rest)) if rest.contains(".svc.") => {
+                    (name, rest.split('.').next().unwrap_or("unknown"))
+                }
+                _ => (host, "unknown"),
+            };
+            let labels = format!(
+                "reporter=\"source\",destination_service=\"{host}\",destination_service_name=\"{name}\",\
+                 destination_service_namespace=\"{namespace}\",destination_cluster=\"{}\",\
+                 destination_port=\"{}\",destination_subset=\"{}\"",
+                escape(&source.name),
+                route.port,
+                escape(&route.subset)
+            );
+            let s = &route.stats;
+            let values = [
+                s.opened.load(Ordering::Relaxed),
+                s.closed.load(Ordering::Relaxed),
+                s.sent.load(Ordering::Relaxed),
+                s.received.load(Ordering::Relaxed),
+            ];
+            for (i, v) in values.into_iter().enumerate() {
+                rows[i].push(format!("{}_total{{{labels}}} {v}\n", FAMILIES[i].0));
+            }
+        }
+    }
+    let mut out = String::new();
+    for (i, (family, help)) in FAMILIES.iter().enumerate() {
+        rows[i].sort();
+        let _ = writeln!(out, "# HELP {family} {help}.");
+        let _ = writeln!(out, "# TYPE {family} counter");
+        for row in &rows[i] {
+            out.push_str(row);
+        }
+    }
+    out
+}
+
+/// A label value as the text format wants it.
+fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(['\\', '"', '\n']) {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+            .into()
+    } else {
+        s.into()
+    }
 }
 
 fn refresh_route_gauges(state: &AdminState) {

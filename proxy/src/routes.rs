@@ -55,6 +55,22 @@ pub struct Route {
     pub endpoints: Box<[Arc<Endpoint>]>,
     /// Round-robin cursor; shared by all workers, a relaxed atomic add per connection.
     pub(crate) cursor: AtomicUsize,
+    /// Istio's standard TCP metrics of this route, carried from one snapshot to the next while
+    /// the route stays.
+    pub stats: Arc<RouteStats>,
+}
+
+/// Per-route counters, as Istio's `istio_tcp_*` metrics count them (relaxed atomics).
+#[derive(Debug, Default)]
+pub struct RouteStats {
+    /// Connections forwarded (an upstream connection was made).
+    pub opened: AtomicU64,
+    /// Of those, ended.
+    pub closed: AtomicU64,
+    /// Bytes from the client to the endpoint (Istio's `received` at the reporting proxy).
+    pub received: AtomicU64,
+    /// Bytes from the endpoint to the client (Istio's `sent`).
+    pub sent: AtomicU64,
 }
 
 /// An immutable routing snapshot.
@@ -164,6 +180,9 @@ impl RouteTableBuilder {
                 let routes: Box<[Route]> = routes
                     .into_iter()
                     .map(|(port, subset, addrs)| {
+                        let stats = previous
+                            .and_then(|p| p.lookup(&host, port, &subset))
+                            .map_or_else(Arc::default, |r| r.stats.clone());
                         endpoint_count += addrs.len();
                         let endpoints = addrs
                             .into_iter()
@@ -179,6 +198,7 @@ impl RouteTableBuilder {
                             subset,
                             endpoints,
                             cursor: AtomicUsize::new(0),
+                            stats,
                         }
                     })
                     .collect();

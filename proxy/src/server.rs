@@ -24,7 +24,7 @@ use crate::forward;
 use crate::metrics::{ListenerMetrics, Metrics};
 use crate::name;
 use crate::reason::Reason;
-use crate::routes::{Endpoint, RouteTable, Routes};
+use crate::routes::{Endpoint, RouteStats, RouteTable, Routes};
 use crate::sniff;
 
 /// Accept backlog per socket; the kernel caps it at net.core.somaxconn.
@@ -390,15 +390,16 @@ async fn handle(client: &mut TcpStream, ctx: &ListenerCtx, rec: &mut ConnRecord<
         // Only a fixed listener lets a hello without SNI through.
         (None, None) => return Reason::NoSni,
     };
-    let (mut upstream, endpoint) = match connect(ctx, target).await {
+    let (mut upstream, endpoint, stats) = match connect(ctx, target).await {
         Ok(c) => c,
         Err(reason) => return reason,
     };
     rec.upstream = Some(endpoint.addr);
     let _active = ActiveGuard::new(endpoint);
+    stats.opened.fetch_add(1, Ordering::Relaxed);
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
-    forward::forward(
+    let reason = forward::forward(
         client,
         &mut upstream,
         p.forward,
@@ -407,14 +408,23 @@ async fn handle(client: &mut TcpStream, ctx: &ListenerCtx, rec: &mut ConnRecord<
         &ctx.metrics.bytes_upstream,
         &ctx.metrics.bytes_downstream,
     )
-    .await
+    .await;
+    let t = &rec.transferred;
+    stats
+        .received
+        .fetch_add(t.upstream.load(Ordering::Relaxed), Ordering::Relaxed);
+    stats
+        .sent
+        .fetch_add(t.downstream.load(Ordering::Relaxed), Ordering::Relaxed);
+    stats.closed.fetch_add(1, Ordering::Relaxed);
+    reason
 }
 
 /// Picks and connects to an endpoint, trying up to `connect_attempts` different ones.
 async fn connect(
     ctx: &ListenerCtx,
     target: name::Target<'_>,
-) -> Result<(TcpStream, Arc<Endpoint>), Reason> {
+) -> Result<(TcpStream, Arc<Endpoint>, Arc<RouteStats>), Reason> {
     let p = &ctx.proxy;
     // Retries choose from one snapshot held for the purpose (taken only after a failure, so the
     // common path never touches the table's reference count): `tried` holds indices into it,
@@ -456,15 +466,16 @@ async fn connect(
             if i < 64 {
                 tried |= 1 << i;
             }
-            route.endpoints[i].clone()
+            (route.endpoints[i].clone(), route.stats.clone())
         };
+        let (endpoint, stats) = endpoint;
         attempts += 1;
         let failure =
             match tokio::time::timeout(p.timeouts.connect, TcpStream::connect(endpoint.addr)).await
             {
                 Ok(Ok(s)) => {
                     balance::record_success(&endpoint);
-                    return Ok((s, endpoint));
+                    return Ok((s, endpoint, stats));
                 }
                 Ok(Err(e)) if is_local_shortage(&e) => {
                     // Our own shortage (fds, ephemeral ports, buffers): not the endpoint's fault, so

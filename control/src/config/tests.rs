@@ -234,7 +234,7 @@ fn unknown_fields_are_rejected_where_they_are() {
     assert_eq!(
         error("admin: 0.0.0.0:15021\nworker: 2\n"),
         "/etc/eastwest/config.yaml:2:1: worker: unknown field `worker`, expected one of admin, \
-         workers, log_format, balance, forward, istio_mtls_only, listeners, timeouts, limits, services_file, services, clusters"
+         stats, workers, log_format, balance, forward, istio_mtls_only, listeners, timeouts, limits, services_file, services, clusters"
     );
     assert_eq!(
         error("timeouts:\n  sniff: 1s\n  conect: 2s\n"),
