@@ -30,6 +30,9 @@ pub enum Command {
     /// Build a two-cluster world on loopback (CAs, mTLS backends, one gateway per cluster), call
     /// across it, and check what a person needs to see. Exits 0 only if every check held.
     Demo(DemoArgs),
+    /// What a running gateway routes to, one row per endpoint (like `istioctl proxy-config
+    /// endpoints`): ENDPOINT, STATUS, OUTLIER CHECK, CLUSTER; or JSON.
+    Clusters(crate::clusters::ClustersArgs),
     /// Make the mesh's certificates: a root, a plug-in CA per cluster (Istio's `cacerts`),
     /// SPIFFE workload certificates. Replaces Istio's Makefile.selfsigned.mk.
     #[command(subcommand)]

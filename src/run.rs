@@ -407,6 +407,7 @@ async fn serve(settings: Settings) -> Result<()> {
     }
     let lifecycle = gateway.lifecycle.clone();
     let state = Arc::new(AdminState {
+        config_json: config_json(&settings).to_string(),
         metrics: metrics.clone(),
         sources: started
             .iter()
@@ -463,6 +464,87 @@ async fn serve(settings: Settings) -> Result<()> {
         Some(signal) => tracing::info!(signal, "second signal: exiting now"),
     }
     Ok(())
+}
+
+/// The effective configuration (flags, environment, file and defaults merged), for
+/// `/debug/config`.
+fn config_json(settings: &Settings) -> serde_json::Value {
+    use serde_json::json;
+    let p = &settings.proxy;
+    let listeners: Vec<_> = p
+        .listeners
+        .iter()
+        .zip(&settings.listener_sources)
+        .map(|(l, source)| {
+            json!({
+                "name": l.name,
+                "listen": l.listen.to_string(),
+                "hosts": l.hosts.to_strings(),
+                "target_port": l.target_port,
+                "forward_to": l.forward_to.as_ref().map(|(h, port)| format!("{h}:{port}")),
+                "aliases": l.aliases.as_ref().map(|a| {
+                    a.iter()
+                        .map(|(name, service)| (name.to_string(), json!(service.as_ref())))
+                        .collect::<serde_json::Map<_, _>>()
+                }),
+                "source": settings.sources.get(*source).map(SourceSpec::name),
+            })
+        })
+        .collect();
+    let sources: Vec<_> = settings
+        .sources
+        .iter()
+        .map(|s| match s {
+            SourceSpec::File {
+                services_file,
+                statics,
+            } => json!({
+                "name": s.name(),
+                "kind": "file",
+                "services_file": services_file.as_ref().map(|f| f.display().to_string()),
+                "static_services": statics.len(),
+            }),
+            SourceSpec::Kube {
+                connection,
+                options,
+                statics,
+            } => json!({
+                "name": s.name(),
+                "kind": "kubernetes",
+                "kubeconfig": connection.kubeconfig.as_ref().map(|f| f.display().to_string()),
+                "context": connection.context,
+                "cluster_domain": options.cluster_domain,
+                "network": options.network,
+                "namespaces": options.namespaces,
+                "gateway_namespace": options.gateway_namespace,
+                "istio_mtls_only": options.istio_mtls_only,
+                "static_services": statics.len(),
+            }),
+        })
+        .collect();
+    json!({
+        "listeners": listeners,
+        "sources": sources,
+        "admin": p.admin.map(|a| a.to_string()),
+        "stats": settings.stats.map(|a| a.to_string()),
+        "workers": p.workers,
+        "balance": format!("{:?}", p.balance),
+        "forward": format!("{:?}", p.forward),
+        "istio_mtls_only": p.istio_mtls_only,
+        "timeouts": {
+            "sniff": format!("{:?}", p.timeouts.sniff),
+            "connect": format!("{:?}", p.timeouts.connect),
+            "idle": format!("{:?}", p.timeouts.idle),
+            "drain": format!("{:?}", p.timeouts.drain),
+        },
+        "limits": {
+            "max_client_hello": p.limits.max_client_hello,
+            "max_connections": p.limits.max_connections,
+            "connect_attempts": p.limits.connect_attempts,
+            "eject_after_failures": p.limits.eject_after_failures,
+            "ejection_time": format!("{:?}", p.limits.ejection_time),
+        },
+    })
 }
 
 type SourceTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;

@@ -51,3 +51,105 @@ fn istio_tcp_metrics_count_connections_and_bytes_per_destination() {
     // The stats port serves metrics only.
     assert_eq!(http_get(stats, "/debug/routes").0, 404);
 }
+
+#[test]
+fn debug_clusters_and_eastwest_clusters_show_each_endpoint_as_istioctl_does() {
+    let (a, b) = (Upstream::bind(), Upstream::bind());
+    let routes = [
+        format!("west.west.svc.cluster.local:8080={},{}", a.addr(), b.addr()),
+        format!("west.west.svc.cluster.local:8080/v1={}", a.addr()),
+        format!("east.east.svc.cluster.local:9090={}", b.addr()),
+    ];
+    let mut args = vec!["--connect-attempts", "1"];
+    for r in &routes {
+        args.extend(["--endpoints", r.as_str()]);
+    }
+    let gw = Gateway::start(&args);
+    let admin = gw.admin.to_string();
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(support::bin())
+            .args(["clusters", "--admin", &admin])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = run(&[]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .split("  ")
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(
+        header.iter().map(|h| h.trim()).collect::<Vec<_>>(),
+        ["ENDPOINT", "STATUS", "OUTLIER CHECK", "CLUSTER"]
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
+    let expected = [
+        (b.addr(), "outbound|9090||east.east.svc.cluster.local"),
+        (a.addr(), "outbound|8080||west.west.svc.cluster.local"),
+        (b.addr(), "outbound|8080||west.west.svc.cluster.local"),
+        (a.addr(), "outbound|8080|v1|west.west.svc.cluster.local"),
+    ];
+    assert_eq!(rows.len(), expected.len(), "{table}");
+    for (endpoint, cluster) in expected {
+        let e = endpoint.to_string();
+        assert!(
+            rows.iter()
+                .any(|r| r[..] == [e.as_str(), "HEALTHY", "OK", cluster]),
+            "no row {e} {cluster} in:\n{table}"
+        );
+    }
+    // Filtered, and as JSON.
+    let v1 = run(&["--cluster", "|v1|"]);
+    assert_eq!(v1.lines().count(), 2, "{v1}");
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["-o", "json", "--cluster", "east"])).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([{
+            "endpoint": b.addr().to_string(),
+            "status": "HEALTHY",
+            "outlier_check": "OK",
+            "cluster": "outbound|9090||east.east.svc.cluster.local",
+            "source": "static",
+            "active_connections": 0
+        }])
+    );
+    // The effective configuration.
+    let (code, config) = gw.admin_get("/debug/config");
+    assert_eq!(code, 200);
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(config["limits"]["connect_attempts"], 1);
+    assert_eq!(
+        config["listeners"][0]["hosts"],
+        serde_json::json!(["*.local"])
+    );
+    assert_eq!(config["sources"][0]["kind"], "file");
+    assert_eq!(config["sources"][0]["static_services"], 3);
+    assert_eq!(config["istio_mtls_only"], false);
+}
+
+#[test]
+fn eastwest_clusters_says_when_no_gateway_answers() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let out = std::process::Command::new(support::bin())
+        .args(["clusters", "--admin", &addr])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&addr) && err.contains("is the gateway running"),
+        "{err}"
+    );
+}

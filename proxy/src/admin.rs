@@ -27,6 +27,8 @@ pub struct AdminState {
     /// Every route source, each once (listeners may share one).
     pub sources: Vec<NamedRoutes>,
     pub lifecycle: Arc<Lifecycle>,
+    /// The effective configuration as JSON, for `/debug/config` (made by whoever started us).
+    pub config_json: String,
 }
 
 /// A route source's snapshots under the name logs and `/debug/routes` use (a cluster ID, or
@@ -117,9 +119,33 @@ fn route(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
         "/healthz/live" => text(StatusCode::OK, "live\n".into()),
         "/stats/prometheus" | "/metrics" => metrics(state),
         "/debug/routes" => text(StatusCode::OK, dump_routes(state)),
+        "/debug/clusters" => {
+            let json = req
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|kv| kv == "format=json"));
+            let mut r = text(StatusCode::OK, dump_clusters(state, json));
+            if json {
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("application/json"),
+                );
+            }
+            r
+        }
+        "/debug/config" => {
+            let mut r = text(StatusCode::OK, format!("{}\n", state.config_json));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /healthz/ready, /stats/prometheus, /debug/routes\n".into(),
+            "not found; try /healthz/ready, /stats/prometheus, /debug/routes, /debug/clusters, \
+             /debug/config\n"
+                .into(),
         ),
     }
 }
@@ -272,45 +298,115 @@ fn refresh_route_gauges(state: &AdminState) {
         .set(state.lifecycle.draining.load(Ordering::Relaxed) as i64);
 }
 
-/// `istioctl pc endpoints`-style lines: cluster, endpoint, status, active connections, and the
-/// route source it came from.
-fn dump_routes(state: &AdminState) -> String {
+/// A route's endpoint (or `None` for a route with none) as the debug pages show it.
+struct Row {
+    cluster: String,
+    endpoint: Option<(std::net::SocketAddr, bool, u32)>,
+    source: String,
+}
+
+/// Every route of every source, one row per endpoint, sorted.
+fn rows(state: &AdminState) -> Vec<Row> {
     let now = clock::now_ms();
-    let mut lines = Vec::new();
+    let mut rows = Vec::new();
     for source in &state.sources {
         let Some(t) = source.routes.load_full() else {
             continue;
         };
         for (host, route) in t.iter() {
             let cluster = format!("outbound|{}|{}|{}", route.port, route.subset, host);
-            for ep in route.endpoints.iter() {
-                let status = if ep.is_ejected(now) {
-                    "EJECTED"
-                } else {
-                    "HEALTHY"
-                };
-                lines.push(format!(
-                    "{cluster:<60} {:<24} {status:<8} {:<6} {}",
-                    ep.addr.to_string(),
-                    ep.active(),
-                    source.name
-                ));
-            }
+            let row = |endpoint| Row {
+                cluster: cluster.clone(),
+                endpoint,
+                source: source.name.clone(),
+            };
             if route.endpoints.is_empty() {
-                lines.push(format!(
-                    "{cluster:<60} {:<24} {:<8} {:<6} {}",
-                    "-", "NONE", 0, source.name
-                ));
+                rows.push(row(None));
+            }
+            for ep in route.endpoints.iter() {
+                rows.push(row(Some((ep.addr, ep.is_ejected(now), ep.active()))));
             }
         }
     }
-    lines.sort();
+    rows.sort_by(|a, b| (&a.cluster, a.endpoint).cmp(&(&b.cluster, b.endpoint)));
+    rows
+}
+
+/// One row per endpoint, as `istioctl proxy-config endpoints` prints them: ENDPOINT, STATUS,
+/// OUTLIER CHECK (`FAILED` while ejected), CLUSTER; or (`json`) an array of objects with those
+/// fields plus the route source and the active connections.
+fn dump_clusters(state: &AdminState, json: bool) -> String {
+    let rows: Vec<(Row, std::net::SocketAddr, &str, u32)> = rows(state)
+        .into_iter()
+        .filter_map(|r| {
+            let (addr, ejected, active) = r.endpoint?;
+            Some((r, addr, if ejected { "FAILED" } else { "OK" }, active))
+        })
+        .collect();
+    if json {
+        let items: Vec<String> = rows
+            .iter()
+            .map(|(r, endpoint, outlier, active)| {
+                format!(
+                    "{{\"endpoint\":\"{endpoint}\",\"status\":\"HEALTHY\",\"outlier_check\":\"{outlier}\",\
+                     \"cluster\":\"{}\",\"source\":\"{}\",\"active_connections\":{active}}}",
+                    json_escape(&r.cluster),
+                    json_escape(&r.source)
+                )
+            })
+            .collect();
+        return format!("[{}]\n", items.join(","));
+    }
+    let mut out = format!(
+        "{:<40} {:<11} {:<17} CLUSTER\n",
+        "ENDPOINT", "STATUS", "OUTLIER CHECK"
+    );
+    for (r, endpoint, outlier, _) in &rows {
+        let _ = writeln!(
+            out,
+            "{:<40} {:<11} {outlier:<17} {}",
+            endpoint.to_string(),
+            "HEALTHY",
+            r.cluster
+        );
+    }
+    out
+}
+
+/// A string as a JSON string body.
+fn json_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `istioctl pc endpoints`-style lines: cluster, endpoint, status, active connections, and the
+/// route source it came from.
+fn dump_routes(state: &AdminState) -> String {
     let mut out = format!(
         "{:<60} {:<24} {:<8} {:<6} SOURCE\n",
         "CLUSTER", "ENDPOINT", "STATUS", "ACTIVE"
     );
-    for l in lines {
-        let _ = writeln!(out, "{l}");
+    for r in rows(state) {
+        let (endpoint, status, active) = match r.endpoint {
+            Some((addr, true, active)) => (addr.to_string(), "EJECTED", active),
+            Some((addr, false, active)) => (addr.to_string(), "HEALTHY", active),
+            None => ("-".to_string(), "NONE", 0),
+        };
+        let _ = writeln!(
+            out,
+            "{:<60} {endpoint:<24} {status:<8} {active:<6} {}",
+            r.cluster, r.source
+        );
     }
     out
 }

@@ -70,6 +70,18 @@ impl HostPatterns {
         HostPatterns(vec![Pattern::Suffix(".local".into())])
     }
 
+    /// The patterns as they would be written (normalised: lower-case, no namespace prefix).
+    pub fn to_strings(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|p| match p {
+                Pattern::Any => "*".to_string(),
+                Pattern::Suffix(sfx) => format!("*{sfx}"),
+                Pattern::Exact(name) => name.to_string(),
+            })
+            .collect()
+    }
+
     /// Whether `host` (lower-case, no trailing dot) may be reached.
     pub fn matches(&self, host: &str) -> bool {
         self.0.iter().any(|p| match p {
