@@ -410,7 +410,11 @@ fn namespaces_limit_what_is_watched() {
         .collect();
     assert!(!paths.is_empty());
     for p in &paths {
-        assert!(p.contains("/namespaces/ns/"), "a request outside ns: {p}");
+        // Nodes are cluster-scoped (their region label), the one exception.
+        assert!(
+            p.contains("/namespaces/ns/") || p == "/api/v1/nodes",
+            "a request outside ns: {p}"
+        );
     }
 }
 
@@ -542,16 +546,22 @@ fn an_exec_credential_plugin_supplies_the_token() {
 /// `version`, as a Deployment per version makes them.
 fn two_versions(api: &Api, a: &Upstream, b: &Upstream) {
     api.apply(echo_service());
-    for (version, up) in [("v1", a), ("v2", b)] {
+    for (version, up, node, region) in [("v1", a, "n1", "us-1"), ("v2", b, "n2", "eu-1")] {
         let pod = format!("echo-{version}");
         let ip = up.addr().ip().to_string();
+        api.apply(fixtures::node(
+            node,
+            &[("topology.kubernetes.io/region", region)],
+        ));
         api.apply(fixtures::pod(
             "ns",
             &pod,
             &[("app", "echo"), ("version", version)],
             &ip,
         ));
-        api.apply(slice(&format!("echo-{version}"), up, |e| e.pod(&pod)));
+        api.apply(slice(&format!("echo-{version}"), up, |e| {
+            e.pod(&pod).node(node)
+        }));
     }
 }
 
@@ -581,6 +591,20 @@ fn destination_rule_subsets_route_by_pod_labels_and_cluster_and_follow_changes()
         assert_eq!(forwards_to_one_of(&mut gw, &[&a, &b], &sni_of("v1")), 0);
         assert_eq!(forwards_to_one_of(&mut gw, &[&a, &b], &sni_of("v2")), 1);
     }
+    // Added while running: a subset by the region of the pod's node.
+    let hello = rustls_client_hello(&sni_of("eu"));
+    assert_refused(&mut gw, "no_route", |c| send_tolerating_close(c, &hello));
+    api.apply(fixtures::destination_rule(
+        "ns",
+        "echo-regions",
+        "echo",
+        &[("eu", &[("topology.kubernetes.io/region", "eu-1")])],
+    ));
+    wait_until("the eu subset appears", || {
+        routes(&gw).contains("outbound|80|eu|")
+    });
+    assert_eq!(forwards_to_one_of(&mut gw, &[&a, &b], &sni_of("eu")), 1);
+    api.delete("destinationrules", "ns", "echo-regions");
     let mut reached = [0; 2];
     for _ in 0..2 {
         reached[forwards_to_one_of(&mut gw, &[&a, &b], &sni_of("west"))] += 1;

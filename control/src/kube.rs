@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use eastwest_proxy::metrics::SourceMetrics;
 use eastwest_proxy::routes::Routes;
 use futures::stream::{BoxStream, SelectAll, StreamExt};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PartialObjectMeta};
 use kube::runtime::WatchStreamExt;
@@ -124,6 +124,8 @@ enum Resource {
     Pods,
     /// `networking.istio.io`, one watch per served version.
     DestinationRules(&'static str),
+    /// As metadata only (the region label), cluster-wide whatever `namespaces` says.
+    Nodes,
 }
 
 impl Resource {
@@ -141,20 +143,27 @@ impl Resource {
             Resource::EndpointSlices => "endpointslices",
             Resource::Pods => "pods",
             Resource::DestinationRules(_) => "destinationrules",
+            Resource::Nodes => "nodes",
         }
     }
 
     fn group(self) -> &'static str {
         match self {
-            Resource::Services | Resource::Pods => "",
+            Resource::Services | Resource::Pods | Resource::Nodes => "",
             Resource::EndpointSlices => "discovery.k8s.io",
             Resource::DestinationRules(_) => ISTIO_NETWORKING,
         }
     }
 
-    /// A resource a cluster without Istio does not serve: its absence is not an error.
-    fn optional(self) -> bool {
-        matches!(self, Resource::DestinationRules(_))
+    /// Whether this failure means "do without it": DestinationRules where Istio is not
+    /// installed (404); Nodes where RBAC gives namespaces only (403; only region subsets need
+    /// them).
+    fn absent_on(self, kind: &str) -> bool {
+        match self {
+            Resource::DestinationRules(_) => kind == "not_found",
+            Resource::Nodes => kind == "not_found" || kind == "forbidden",
+            _ => false,
+        }
     }
 }
 
@@ -242,15 +251,16 @@ impl KubeSource {
                 }
                 Item::Failed(error) => {
                     let failure = Failure::of(&error);
-                    if watch.resource.optional() && failure.kind == "not_found" {
+                    if watch.resource.absent_on(failure.kind) {
                         if !watch.absent {
                             watch.absent = true;
                             info!(
                                 cluster,
                                 resource = watch.resource.plural(),
                                 group = watch.resource.group(),
-                                "not served (Istio not installed, or not this version); \
-                                 routing without it, and watching for it to appear"
+                                "not readable (not served, or not allowed: {}); routing \
+                                 without it, and trying again with backoff",
+                                failure.kind
                             );
                             if watch.store.mark_absent() == Outcome::Changed {
                                 let now = Instant::now();
@@ -295,6 +305,8 @@ impl KubeSource {
                         config.clone(),
                         model::pod,
                     ),
+                    // Listed once, below: cluster-scoped.
+                    Resource::Nodes => continue,
                     Resource::DestinationRules(version) => {
                         let gvk =
                             GroupVersionKind::gvk(ISTIO_NETWORKING, version, "DestinationRule");
@@ -315,6 +327,19 @@ impl KubeSource {
                 });
             }
         }
+        let index = watches.len();
+        let nodes: Api<PartialObjectMeta<Node>> = Api::all(self.client.clone());
+        items.push(
+            changes(nodes, config, model::node)
+                .map(move |item| (index, item))
+                .boxed(),
+        );
+        watches.push(Watch {
+            resource: Resource::Nodes,
+            scope: None,
+            store: Store::default(),
+            absent: false,
+        });
         (watches, items)
     }
 

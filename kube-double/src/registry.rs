@@ -105,6 +105,11 @@ impl ResourceType {
         ResourceType::new("", "v1", "namespaces", "Namespace", false).with_short_names(&["ns"])
     }
 
+    /// Core `v1` Nodes (`no`), cluster-scoped; built in.
+    pub fn nodes() -> Self {
+        ResourceType::new("", "v1", "nodes", "Node", false).with_short_names(&["no"])
+    }
+
     /// Core `v1` Pods (`po`); built in.
     pub fn pods() -> Self {
         ResourceType::new("", "v1", "pods", "Pod", true)
@@ -157,10 +162,11 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Services, EndpointSlices, Namespaces and Pods: what every cluster serves.
+    /// Services, EndpointSlices, Namespaces, Nodes and Pods: what every cluster serves.
     pub(crate) fn builtin() -> Self {
         let mut registry = Registry::default();
         registry.register(ResourceType::namespaces());
+        registry.register(ResourceType::nodes());
         registry.register(ResourceType::pods());
         registry.register(ResourceType::services());
         registry.register(ResourceType::endpoint_slices());

@@ -68,8 +68,8 @@ async fn discovery_lists_registered_types() {
         .iter()
         .map(|r| r["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["namespaces", "pods", "services"]);
-    assert_eq!(core["resources"][2]["shortNames"], json!(["svc"]));
+    assert_eq!(names, ["namespaces", "nodes", "pods", "services"]);
+    assert_eq!(core["resources"][3]["shortNames"], json!(["svc"]));
     let (_, groups) = get(&server, "/apis").await;
     let groups: Vec<&str> = groups["groups"]
         .as_array()

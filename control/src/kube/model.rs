@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DynamicObject, PartialObjectMeta};
 
@@ -62,6 +62,12 @@ pub struct PodInfo {
     pub labels: Labels,
 }
 
+/// What endpoint labels need from a Node: its region (Istio's locality).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub region: Option<Box<str>>,
+}
+
 /// A DestinationRule's host, visibility and subsets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleInfo {
@@ -89,15 +95,17 @@ pub enum Object {
     Service(ServiceInfo),
     Slice(SliceInfo),
     Pod(PodInfo),
+    Node(NodeInfo),
     /// A DestinationRule, or why it cannot be used (only its own service is affected).
     Rule(Result<RuleInfo, String>),
 }
 
-/// The object's key, if it has a name and a namespace (the API server always sets both).
+/// The object's key, if it has a name (the API server always sets it); the namespace is `""`
+/// for cluster-scoped objects (Nodes).
 pub fn key<K: kube::Resource>(object: &K) -> Option<Key> {
     let meta = object.meta();
     Some((
-        meta.namespace.as_deref()?.into(),
+        meta.namespace.as_deref().unwrap_or("").into(),
         meta.name.as_deref()?.into(),
     ))
 }
@@ -205,6 +213,17 @@ pub fn pod(pod: &PartialObjectMeta<Pod>) -> Option<Object> {
     Some(Object::Pod(PodInfo {
         labels: labels(pod.metadata.labels.as_ref()),
     }))
+}
+
+/// A Node's region label, from its metadata.
+pub fn node(node: &PartialObjectMeta<Node>) -> Option<Object> {
+    let region = node
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("topology.kubernetes.io/region"))
+        .map(|r| r.as_str().into());
+    Some(Object::Node(NodeInfo { region }))
 }
 
 /// A DestinationRule (any served version: v1 and v1beta1 have the same fields read here), or

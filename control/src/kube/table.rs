@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 
 use eastwest_proxy::routes::{RouteTable, RouteTableBuilder};
 
-use super::model::{Object, PodInfo, ReadyEndpoint, RuleInfo, SliceInfo, Subset};
+use super::model::{NodeInfo, Object, PodInfo, ReadyEndpoint, RuleInfo, SliceInfo, Subset};
 use super::store::Store;
 use crate::services::{ServiceSpec, add_specs};
 
@@ -28,6 +28,7 @@ pub const ROOT_NAMESPACE: &str = "istio-system";
 pub const CLUSTER_LABEL: &str = "topology.istio.io/cluster";
 pub const NETWORK_LABEL: &str = "topology.istio.io/network";
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 
 /// What names and labels mean in this cluster.
@@ -78,6 +79,7 @@ pub fn build(
     let mut problems = Vec::new();
     let mut slices: HashMap<(&str, &str), Vec<&SliceInfo>> = HashMap::new();
     let mut pods: HashMap<(&str, &str), &PodInfo> = HashMap::new();
+    let mut nodes: HashMap<&str, &NodeInfo> = HashMap::new();
     let mut rules_by_host: HashMap<String, Vec<Placed<'_>>> = HashMap::new();
     // v1 and v1beta1 watches see the same rule: count it once.
     let mut seen_rules: HashSet<(&str, &str)> = HashSet::new();
@@ -91,7 +93,7 @@ pub fn build(
                         .or_default()
                         .push(slice);
                 }
-                Object::Pod(_) => {}
+                Object::Pod(_) | Object::Node(_) => {}
                 Object::Rule(rule) => {
                     if !seen_rules.insert((namespace, name)) {
                         continue;
@@ -120,8 +122,14 @@ pub fn build(
     if !rules_by_host.is_empty() || cx.istio_mtls_only {
         for store in stores {
             for ((namespace, name), object) in store.objects() {
-                if let Object::Pod(pod) = object {
-                    pods.insert((namespace, name), pod);
+                match object {
+                    Object::Pod(pod) => {
+                        pods.insert((namespace, name), pod);
+                    }
+                    Object::Node(node) => {
+                        nodes.insert(name, node);
+                    }
+                    _ => {}
                 }
             }
         }
@@ -182,7 +190,7 @@ pub fn build(
                 }
                 for subset in &subsets {
                     let matching = endpoints()
-                        .filter(|(e, _)| matches(subset, e, namespace, &pods, cx))
+                        .filter(|(e, _)| matches(subset, e, namespace, &pods, &nodes, cx))
                         .map(|(e, p)| SocketAddr::new(e.ip, p));
                     builder.add(&host, port.port, &subset.name, matching);
                 }
@@ -301,10 +309,16 @@ fn matches(
     endpoint: &ReadyEndpoint,
     namespace: &str,
     pods: &HashMap<(&str, &str), &PodInfo>,
+    nodes: &HashMap<&str, &NodeInfo>,
     cx: &Context<'_>,
 ) -> bool {
     subset.labels.iter().all(|(key, want)| {
         let have = match &**key {
+            REGION_LABEL => endpoint
+                .node
+                .as_deref()
+                .and_then(|n| nodes.get(n))
+                .and_then(|n| n.region.as_deref()),
             CLUSTER_LABEL => Some(cx.cluster_id),
             NETWORK_LABEL if !cx.network.is_empty() => Some(cx.network),
             ZONE_LABEL if endpoint.zone.is_some() => endpoint.zone.as_deref(),

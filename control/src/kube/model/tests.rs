@@ -54,5 +54,8 @@ fn keys_are_namespace_and_name() {
     .unwrap();
     assert_eq!(key(&svc), Some(("east".into(), "web".into())));
     let bare = Service::default();
-    assert_eq!(key(&bare), None);
+    assert_eq!(key(&bare), None, "no name");
+    let node: PartialObjectMeta<k8s_openapi::api::core::v1::Node> =
+        serde_json::from_value(fixtures::node("n1", &[])).unwrap();
+    assert_eq!(key(&node), Some(("".into(), "n1".into())), "cluster-scoped");
 }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use eastwest_kube_double::fixtures::{self, AddressType, Endpoint};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DynamicObject, PartialObjectMeta};
 use serde_json::Value;
@@ -16,8 +16,8 @@ use crate::services::EndpointSpec;
 
 /// `objects` in one store per kind, as the watches would list them (pods as the metadata-only
 /// watch sees them, DestinationRules as dynamic objects).
-fn stores(objects: &[Value]) -> [Store; 4] {
-    let mut stores = [(); 4].map(|_| Store::default());
+fn stores(objects: &[Value]) -> [Store; 5] {
+    let mut stores = [(); 5].map(|_| Store::default());
     for s in &mut stores {
         s.apply(Change::Init);
     }
@@ -34,6 +34,10 @@ fn stores(objects: &[Value]) -> [Store; 4] {
             Some("Pod") => {
                 let pod: PartialObjectMeta<Pod> = serde_json::from_value(o.clone()).unwrap();
                 (2, model::key(&pod), model::pod(&pod))
+            }
+            Some("Node") => {
+                let node: PartialObjectMeta<Node> = serde_json::from_value(o.clone()).unwrap();
+                (4, model::key(&node), model::node(&node))
             }
             Some("DestinationRule") => {
                 let rule: DynamicObject = serde_json::from_value(o.clone()).unwrap();
@@ -320,12 +324,17 @@ fn subsets_select_endpoints_by_pod_labels_and_the_labels_istio_adds() {
             ("zone-a", &[("topology.kubernetes.io/zone", "a")]),
             ("n2", &[("kubernetes.io/hostname", "n2")]),
             ("here", &[("topology.istio.io/cluster", "west")]),
+            ("eu", &[("topology.kubernetes.io/region", "eu-1")]),
             ("elsewhere", &[("topology.istio.io/cluster", "east")]),
             ("net", &[("topology.istio.io/network", "network2")]),
             ("none", &[("version", "v9")]),
         ],
     );
-    let (t, counts) = table(&reviews(&[dr]), &[]);
+    let nodes = [
+        fixtures::node("n1", &[("topology.kubernetes.io/region", "us-1")]),
+        fixtures::node("n2", &[("topology.kubernetes.io/region", "eu-1")]),
+    ];
+    let (t, counts) = table(&reviews(&[dr, nodes[0].clone(), nodes[1].clone()]), &[]);
     assert_eq!(counts.rules, 1);
     let s = |name| subset(&t, REVIEWS, 9080, name).unwrap();
     assert_eq!(s(""), ["10.0.0.1:9080", "10.0.0.2:9080", "10.0.0.3:9080"]);
@@ -333,6 +342,7 @@ fn subsets_select_endpoints_by_pod_labels_and_the_labels_istio_adds() {
     assert_eq!(s("v2"), ["10.0.0.2:9080"]);
     assert_eq!(s("zone-a"), ["10.0.0.1:9080", "10.0.0.2:9080"]);
     assert_eq!(s("n2"), ["10.0.0.3:9080"]);
+    assert_eq!(s("eu"), ["10.0.0.3:9080"], "the region of the pod's node");
     assert_eq!(s("here").len(), 3, "every endpoint is in this cluster");
     assert_eq!(s("elsewhere"), Vec::<String>::new());
     assert_eq!(s("net").len(), 3);
