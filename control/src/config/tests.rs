@@ -509,3 +509,32 @@ fn export_aliases() {
         "{e}"
     );
 }
+
+/// The drop-in configuration shipped for Kubernetes turns Istio's behaviour on.
+#[test]
+fn the_shipped_istio_eastwestgateway_config_is_valid_and_istio_strict() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/istio-eastwestgateway.yaml");
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.istio_mtls_only, Some(true));
+    assert_eq!(c.stats, Some("0.0.0.0:15090".parse().unwrap()));
+    let listeners = c.listeners.unwrap();
+    let fixed: Vec<_> = listeners
+        .iter()
+        .map(|l| (l.listen.port(), l.forward_to.clone()))
+        .collect();
+    assert_eq!(
+        fixed,
+        [
+            (15443, None),
+            (
+                15012,
+                Some(("istiod.istio-system.svc.cluster.local".into(), 15012))
+            ),
+            (
+                15017,
+                Some(("istiod.istio-system.svc.cluster.local".into(), 443))
+            ),
+        ]
+    );
+}

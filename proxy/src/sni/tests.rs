@@ -556,6 +556,8 @@ fn bad_host_names_are_bad_sni() {
         ".",
         "west local",
         "west.local/x",
+        // A subset with the protocol prefix of Istio's internal cluster names.
+        "outbound_.8080_.http/v1_.west.west.svc.cluster.local",
         "west\0.local",
     ] {
         assert_eq!(
