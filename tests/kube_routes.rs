@@ -886,3 +886,66 @@ fn a_fixed_passthrough_listener_sends_any_tls_to_istiod() {
     refused(&mut gw, "no_ready_endpoint");
     mesh.assert_no_connection("a plaintext pod behind --istio-mtls-only");
 }
+
+/// The whole mesh path with real mutual TLS: a sidecar-like east client calls subset v2 of
+/// west's service through the gateway (learning its routes from the API, `--istio-mtls-only`),
+/// the v2 replica answers with the caller's own SPIFFE ID, and v1 never sees the call.
+#[test]
+fn real_mtls_to_a_subset_keeps_the_callers_identity() {
+    use eastwest::world::{Backend, Client};
+    use eastwest_certs::{Ca, istio_spiffe_id, server_config};
+
+    let root = Ca::new_root("eastwest-tests").unwrap();
+    let (east, west) = (
+        root.intermediate("east").unwrap(),
+        root.intermediate("west").unwrap(),
+    );
+    let host = "echo.ns.svc.cluster.local";
+    let server = west
+        .workload(&istio_spiffe_id("cluster.local", "ns", "echo"), &[host])
+        .unwrap();
+    let caller_id = istio_spiffe_id("cluster.local", "east", "sleep");
+    let caller = east.workload(&caller_id, &[]).unwrap();
+    let api = Api::with_istio();
+    let cfg = server_config(&server, server.root_store()).unwrap();
+    let replicas = api.rt.block_on(async {
+        [
+            Backend::start("echo-v1", cfg.clone()).await.unwrap(),
+            Backend::start("echo-v2", cfg).await.unwrap(),
+        ]
+    });
+    api.apply(echo_service());
+    for (version, backend) in [("v1", &replicas[0]), ("v2", &replicas[1])] {
+        let pod = format!("echo-{version}");
+        api.apply(fixtures::pod(
+            "ns",
+            &pod,
+            &[("version", version), ("security.istio.io/tlsMode", "istio")],
+            "127.0.0.1",
+        ));
+        api.apply(
+            fixtures::endpoint_slice("ns", "echo", &pod)
+                .endpoint(Endpoint::new("127.0.0.1").pod(&pod))
+                .tcp_port("tcp", backend.addr.port())
+                .build(),
+        );
+    }
+    api.apply(fixtures::destination_rule(
+        "ns",
+        "echo",
+        "echo",
+        &[("v1", &[("version", "v1")]), ("v2", &[("version", "v2")])],
+    ));
+    let gw = gateway(&api, &["--istio-mtls-only"]);
+    let client = Client::new(&caller, host).unwrap();
+    for _ in 0..3 {
+        let reply = api
+            .rt
+            .block_on(client.call(gw.addr(), &sni_of("v2"), b"ping"))
+            .unwrap();
+        assert_eq!(reply.replica, "echo-v2");
+        assert_eq!(reply.caller, caller_id, "the gateway did not terminate TLS");
+    }
+    assert_eq!(replicas[0].served(), 0);
+    assert_eq!(replicas[1].served(), 3);
+}
