@@ -228,6 +228,8 @@ impl KubeSource {
             match item {
                 Item::Change(change) => {
                     self.metrics.record_success();
+                    // Readable again: should it go away later, that is said again.
+                    watch.absent = false;
                     let relist = matches!(change, Change::Init) && watch.store.lists() > 0;
                     if relist {
                         self.metrics.record_relist(watch.resource.plural());
