@@ -729,6 +729,34 @@ fn without_istio_installed_it_routes_and_says_so_once() {
 }
 
 #[test]
+fn a_resource_unreadable_again_after_it_was_read_is_said_again() {
+    let api = Api::new();
+    let a = upstream(2);
+    api.apply(echo_service());
+    api.apply(slice("echo-a", &a, ready));
+    // Nodes are the resource the gateway does without when RBAC refuses them.
+    api.server.forbid("nodes", "list").unwrap();
+    let mut gw = gateway(&api, &[]);
+    let not_readable = |v: &Value| {
+        v["resource"] == "nodes"
+            && v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("not readable"))
+    };
+    if !gw.seen.iter().any(not_readable) {
+        gw.wait_log(not_readable);
+    }
+    // Allowed: listed (the watcher's list comes before its watch on the same stream, so the
+    // gateway has seen it readable by the time the watch fails), then refused again.
+    api.server.allow_all();
+    api.wait_requests(1, |r| r.is_open_watch_of("nodes"));
+    api.server.forbid("nodes", "watch").unwrap();
+    api.server.drop_watches();
+    gw.wait_log(not_readable);
+    assert_eq!(forwards_to_one_of(&mut gw, &[&a], SNI), 0);
+}
+
+#[test]
 fn istio_mtls_only_refuses_non_istio_alpn_and_skips_plaintext_pods() {
     let api = Api::new();
     let (a, b) = (upstream(2), upstream(3));
