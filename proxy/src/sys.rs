@@ -60,7 +60,8 @@ pub fn set_rcvlowat(fd: RawFd, bytes: usize) -> io::Result<()> {
 
 /// Pipe capacity we ask for. The kernel default is 64 KiB (16 pages); one splice call moves at
 /// most what fits in the pipe, so a larger pipe means fewer syscalls per GiB. Measured with
-/// `bench/src/bin/bulk.rs` (one 4 GiB connection, release build, 2-core VM, 3 runs each): gateway
+/// the bulk binary that `bench/src/bin/load.rs` replaced (one 4 GiB connection, release build,
+/// 2-core VM, 3 runs each): gateway
 /// CPU 0.44 s/GiB at 64 KiB, 0.28-0.37 at 256 KiB, 0.24-0.28 at 1 MiB. Pipe pages count
 /// against the user's `fs.pipe-user-pages-soft` (16,384 pages by default), past which an
 /// unprivileged process gets small pipes; 256 KiB keeps most of the gain while a worker's whole
