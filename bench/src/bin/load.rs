@@ -180,9 +180,9 @@ fn write_report(args: &Args, outcomes: &[Outcome], sizes: &Sizes) -> Result<(), 
         ("cpu".into(), cpu_model()),
         (
             "cores".into(),
-            std::thread::available_parallelism()
-                .map_or(0, usize::from)
-                .to_string(),
+            // Online CPUs, not available_parallelism(): the harness has pinned itself to one.
+            // SAFETY: sysconf only reads a system value.
+            unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.to_string(),
         ),
         (
             "eastwest".into(),

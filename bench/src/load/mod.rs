@@ -277,6 +277,7 @@ pub async fn measure(p: &Running, w: &World, s: &Sizes) -> Result<Figures, Strin
     }
     if let Some(pid) = p.pid() {
         let before = procs::rss_bytes(pid);
+        let fds_before = procs::fds(pid);
         let held = traffic::hold_idle(echo_at, &echo_hello, s.idle_conns)
             .await
             .map_err(io("hold idle"))?;
@@ -285,6 +286,20 @@ pub async fn measure(p: &Running, w: &World, s: &Sizes) -> Result<Figures, Strin
         f.idle_kib_per_conn
             .push(after.saturating_sub(before) as f64 / 1024.0 / held.len().max(1) as f64);
         drop(held);
+        // The proxy closes its ends after this returns; wait for that, so the closes are not
+        // counted in whatever is measured next (the strace run would see 2 closes, 2 epoll_ctl
+        // and more per held connection otherwise).
+        let deadline = std::time::Instant::now() + s.limit;
+        while procs::fds(pid) > fds_before + 16 {
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "the proxy still has {} fds open {:?} after the idle connections closed (had {fds_before})",
+                    procs::fds(pid),
+                    s.limit
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     Ok(f)
 }

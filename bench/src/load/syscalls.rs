@@ -26,19 +26,16 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// Attaches and returns once strace reports every thread attached.
+    /// Attaches to every thread of `pid` (`-f -p` takes the whole thread group, including
+    /// threads started later) and returns once strace says so: one "attached" line, "attached
+    /// with N threads" for a multi-threaded process. Naming each thread with its own `-p`
+    /// instead races with threads that exit meanwhile (tokio's blocking pool), and a line
+    /// never printed would hang here.
     pub fn attach(pid: u32, out: &Path) -> Result<Trace, String> {
-        let tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
-            .map_err(|e| e.to_string())?
-            .filter_map(Result::ok)
-            .map(|t| t.file_name().to_string_lossy().into_owned())
-            .collect();
-        let mut cmd = Command::new("strace");
-        cmd.args(["-f", "-c", "-o"]).arg(out);
-        for t in &tids {
-            cmd.args(["-p", t]);
-        }
-        let mut child = cmd
+        let mut child = Command::new("strace")
+            .args(["-f", "-c", "-o"])
+            .arg(out)
+            .args(["-p", &pid.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -46,11 +43,10 @@ impl Trace {
             .map_err(|e| format!("strace: {e}"))?;
         let stderr = child.stderr.take().ok_or("strace: no stderr")?;
         let proc = Proc::from_child(child);
-        let mut attached = 0;
         let mut lines = BufReader::new(stderr).lines();
-        while attached < tids.len() {
+        loop {
             match lines.next() {
-                Some(Ok(l)) if l.contains("attached") => attached += 1,
+                Some(Ok(l)) if l.contains("attached") => break,
                 Some(Ok(_)) => {}
                 _ => return Err("strace ended before attaching".into()),
             }
