@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use eastwest::world::{Backend, Client, istio_sni};
 use eastwest_certs::{Ca, istio_spiffe_id, server_config};
-use eastwest_proxy::config::{Limits, ListenerConfig, ProxyConfig, Timeouts};
+use eastwest_proxy::config::{ListenerConfig, ProxyConfig, Timeouts};
 use eastwest_proxy::hosts::HostPatterns;
 use eastwest_proxy::metrics::Metrics;
 use eastwest_proxy::routes::{RouteTableBuilder, Routes};
@@ -82,24 +82,19 @@ fn start_gateway(host: &str, replicas: &[&Backend]) -> Result<ClusterGateway> {
     routes.publish(b.build(None));
     let metrics = Arc::new(Metrics::new());
     let config = ProxyConfig {
-        listeners: vec![ListenerConfig {
+        timeouts: Timeouts {
+            connect: Duration::from_secs(2),
+            ..Timeouts::default()
+        },
+        istio_mtls_only: true,
+        ..ProxyConfig::new(vec![ListenerConfig {
             name: "tls".into(),
             listen: "127.0.0.1:0".parse()?,
             hosts: HostPatterns::default_local(),
             target_port: 443,
             forward_to: None,
             aliases: None,
-        }],
-        admin: None,
-        workers: 1,
-        timeouts: Timeouts {
-            connect: Duration::from_secs(2),
-            ..Timeouts::default()
-        },
-        limits: Limits::default(),
-        balance: Default::default(),
-        forward: Default::default(),
-        istio_mtls_only: true,
+        }])
     };
     let gateway = Gateway::start(config, vec![routes], &metrics).context("starting a gateway")?;
     let addr = gateway.local_addrs()[0];

@@ -117,3 +117,21 @@ pub struct ProxyConfig {
     /// `AUTO_PASSTHROUGH` filter chain of Istio's east-west gateway matches them.
     pub istio_mtls_only: bool,
 }
+
+impl ProxyConfig {
+    /// These listeners with every other setting at its default: one worker, no admin
+    /// listener, default timeouts and limits, automatic forwarding, any ALPN accepted.
+    /// For embedding the data path (the demo, tests); the binary builds its config from flags.
+    pub fn new(listeners: Vec<ListenerConfig>) -> Self {
+        ProxyConfig {
+            listeners,
+            admin: None,
+            workers: 1,
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
+            balance: Balance::default(),
+            forward: ForwardMode::default(),
+            istio_mtls_only: false,
+        }
+    }
+}
