@@ -8,7 +8,6 @@ use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -80,28 +79,18 @@ pub async fn forward(
     down_metric: &Counter,
 ) -> Reason {
     let (client, upstream) = (&*client, &*upstream);
-    let up = one_way(
-        client,
-        upstream,
-        mode,
-        Tally {
-            conn: &counts.upstream,
-            metric: up_metric,
-            copied: &counts.copied,
-        },
-    );
-    let down = one_way(
-        upstream,
-        client,
-        mode,
-        Tally {
-            conn: &counts.downstream,
-            metric: down_metric,
-            copied: &counts.copied,
-        },
-    );
+    let up = Tally {
+        conn: &counts.upstream,
+        metric: up_metric,
+        copied: &counts.copied,
+    };
+    let down = Tally {
+        conn: &counts.downstream,
+        metric: down_metric,
+        copied: &counts.copied,
+    };
     tokio::select! {
-        res = both_ways(up, down, client, upstream) => ending(res),
+        res = both_ways(client, upstream, mode, up, down) => ending(res),
         () = idle_watch(counts, idle) => Reason::IdleTimeout,
     }
 }
@@ -111,27 +100,38 @@ pub async fn forward(
 /// so a reset arriving there later (a client that half-closes, then aborts) would go unnoticed
 /// while the other direction waits on a silent peer, until the idle timeout. So the source of a
 /// finished direction is watched for a socket error, which ends the connection.
+///
+/// The two directions' futures are made here, inside this future, rather than passed in:
+/// a future passed by value is stored twice in the caller's state (as a local, then inside
+/// the callee), and this state is most of what an open connection costs in memory.
 async fn both_ways(
-    up: impl Future<Output = io::Result<()>>,
-    down: impl Future<Output = io::Result<()>>,
     client: &TcpStream,
     upstream: &TcpStream,
+    mode: ForwardMode,
+    up: Tally<'_>,
+    down: Tally<'_>,
 ) -> io::Result<()> {
+    let up = one_way(client, upstream, mode, up);
+    let down = one_way(upstream, client, mode, down);
     tokio::pin!(up, down);
-    let (mut up_done, mut down_done) = (false, false);
-    while !(up_done && down_done) {
-        tokio::select! {
-            r = &mut up, if !up_done => { r?; up_done = true; }
-            r = &mut down, if !down_done => { r?; down_done = true; }
-            r = client.ready(Interest::ERROR), if up_done && !down_done => {
-                return Err(socket_error(client, r));
+    // Once one direction is done, only its source's error watch joins the other; each watch
+    // lives in its own arm, so the task's state holds one of them at a time, not both.
+    tokio::select! {
+        r = &mut up => {
+            r?;
+            tokio::select! {
+                r = &mut down => r,
+                r = client.ready(Interest::ERROR) => Err(socket_error(client, r)),
             }
-            r = upstream.ready(Interest::ERROR), if down_done && !up_done => {
-                return Err(socket_error(upstream, r));
+        }
+        r = &mut down => {
+            r?;
+            tokio::select! {
+                r = &mut up => r,
+                r = upstream.ready(Interest::ERROR) => Err(socket_error(upstream, r)),
             }
         }
     }
-    Ok(())
 }
 
 /// The pending error of a socket whose readiness reported one.
@@ -238,7 +238,9 @@ async fn one_way(
     #[cfg(not(target_os = "linux"))]
     let _ = mode;
     tally.copied.store(true, Ordering::Relaxed);
-    copy_one_way(Shared(src), Shared(dst), tally).await
+    // Boxed: the fallback is rare (and allocates its buffer anyway), so every connection's
+    // task holds a pointer rather than room for the copy loop's state.
+    Box::pin(copy_one_way(Shared(src), Shared(dst), tally)).await
 }
 
 /// A shared `&TcpStream` as a byte stream, so both directions and the error watch of
@@ -372,49 +374,148 @@ mod splice {
         )
     }
 
+    /// Bursts up to this size are read into the worker's scratch buffer and written straight
+    /// on: for the small messages of RPC traffic one read(2) and one write(2) cost less than
+    /// splicing through a pipe (socket → pipe, pipe → socket, and a third splice to learn the
+    /// socket is empty; the kernel takes the socket lock twice per splice read). A read that
+    /// fills the buffer means bulk data is flowing, and the direction switches to splice(2)
+    /// until a splice burst comes back smaller than this (haproxy's `splice-auto` idea).
+    /// At most the capacity of a pipe the kernel will give us, so a backlog always fits in one.
+    pub const SMALL: usize = 16 * 1024;
+
+    thread_local! {
+        /// The worker's scratch buffer for small bursts: connections take turns, and no byte
+        /// stays in it across an await.
+        static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+            std::cell::RefCell::new(vec![0u8; SMALL].into_boxed_slice());
+    }
+
+    /// What one small burst did.
+    enum Small {
+        /// The source had nothing after all (its readiness is cleared).
+        Empty,
+        Eof,
+        /// Every byte read was written on; `full` when the read filled the buffer.
+        Moved {
+            full: bool,
+        },
+        /// The destination took only part: the rest (`.1` bytes) waits in the pipe.
+        Backlog(Pipe, usize),
+    }
+
+    /// One read into the scratch buffer and one write of it, both without waiting.
+    fn small_burst(src: &TcpStream, dst: &TcpStream, tally: &Tally<'_>) -> io::Result<Small> {
+        SCRATCH.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            let n = match src.try_read(&mut buf[..]) {
+                Ok(0) => return Ok(Small::Eof),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Small::Empty),
+                Err(e) => return Err(e),
+            };
+            if n < buf.len() {
+                // A short read from a TCP socket emptied its receive queue (tokio's own reads
+                // rely on this too): clear the readiness now instead of paying a read that
+                // says EAGAIN. Bytes or a FIN arriving later raise a new edge; a FIN already
+                // seen stays in tokio's readiness, which never clears "closed".
+                let _ = src.try_io(Interest::READABLE, || {
+                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                });
+            }
+            let written = match dst.try_write(&buf[..n]) {
+                Ok(k) => k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => return Err(e),
+            };
+            tally.add(written);
+            if written == n {
+                return Ok(Small::Moved {
+                    full: n == buf.len(),
+                });
+            }
+            // The destination is full: the rest must outlive this buffer, which the next
+            // connection will use. A pipe holds it without an allocation; SMALL fits in any
+            // pipe, so the one write(2) takes it all.
+            let pipe = Pipe::get()?;
+            let rest = &buf[written..n];
+            let pushed = pipe.push(rest)?;
+            if pushed != rest.len() {
+                pipe.put(false);
+                return Err(io::Error::other("a pipe took less than SMALL bytes"));
+            }
+            Ok(Small::Backlog(pipe, rest.len()))
+        })
+    }
+
     pub async fn one_way(
         src: &TcpStream,
         dst: &TcpStream,
         tally: &Tally<'_>,
     ) -> io::Result<Outcome> {
+        // Small bursts until one fills the scratch buffer; then splice until a burst is small.
+        let mut bulk = false;
         loop {
-            src.readable().await?;
-            // Take a pipe only now that there is something to move, and give it back once it
-            // is empty again (haproxy does the same): an idle connection holds no pipe, so
-            // pipes (two fds and up to PIPE_SIZE of kernel memory each) scale with transfers in
-            // flight, not with open connections.
-            let mut g = match Pipe::get() {
-                Ok(p) => PipeGuard {
-                    pipe: Some(p),
-                    in_pipe: 0,
-                },
-                // Out of fds for a pipe: the buffered copy still works with the sockets we
-                // have, and nothing is in a pipe, so switching loses nothing.
-                Err(_) => return Ok(Outcome::Unsupported),
+            // Readiness through the socket's own waker slot (one reader and one writer per
+            // socket here), not a `readable()` future: that one carries a waiter node, 150 B
+            // of every open connection's memory.
+            std::future::poll_fn(|cx| src.poll_read_ready(cx)).await?;
+            let mut g = if bulk {
+                // Take a pipe only now that there is something to move, and give it back once
+                // it is empty again (haproxy does the same): an idle connection holds no pipe,
+                // so pipes (two fds and up to PIPE_SIZE of kernel memory each) scale with
+                // transfers in flight, not with open connections.
+                let mut g = match Pipe::get() {
+                    Ok(p) => PipeGuard {
+                        pipe: Some(p),
+                        in_pipe: 0,
+                    },
+                    // Out of fds for a pipe: the buffered copy still works with the sockets we
+                    // have, and nothing is in a pipe, so switching loses nothing.
+                    Err(_) => return Ok(Outcome::Unsupported),
+                };
+                let Some(pipe) = g.pipe.as_ref() else {
+                    return Ok(Outcome::Done);
+                };
+                // The pipe is empty, so EAGAIN from the fill can only mean "socket empty"
+                // (haproxy: EAGAIN is ambiguous between socket empty and pipe full otherwise).
+                let n = match src.try_io(Interest::READABLE, || {
+                    pipe.fill_from(src.as_raw_fd(), PIPE_SIZE)
+                }) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    // splice(2) refuses this pair of fds; the pipe is empty, so the buffered
+                    // copy can take over from here without losing a byte.
+                    Err(e) if unsupported(&e) => return Ok(Outcome::Unsupported),
+                    Err(e) => return Err(e),
+                };
+                if n == 0 {
+                    shutdown_write(dst)?;
+                    return Ok(Outcome::Done);
+                }
+                bulk = n >= SMALL;
+                g.in_pipe = n;
+                g
+            } else {
+                match small_burst(src, dst, tally)? {
+                    Small::Empty => continue,
+                    Small::Eof => {
+                        shutdown_write(dst)?;
+                        return Ok(Outcome::Done);
+                    }
+                    Small::Moved { full } => {
+                        bulk = full;
+                        tokio::task::consume_budget().await;
+                        continue;
+                    }
+                    Small::Backlog(pipe, left) => PipeGuard {
+                        pipe: Some(pipe),
+                        in_pipe: left,
+                    },
+                }
             };
-            let Some(pipe) = g.pipe.as_ref() else {
-                return Ok(Outcome::Done);
-            };
-            // The pipe is empty, so EAGAIN from the fill can only mean "socket empty" (haproxy:
-            // EAGAIN is ambiguous between socket empty and pipe full otherwise).
-            let n = match src.try_io(Interest::READABLE, || {
-                pipe.fill_from(src.as_raw_fd(), PIPE_SIZE)
-            }) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                // splice(2) refuses this pair of fds; the pipe is empty, so the buffered copy
-                // can take over from here without losing a byte.
-                Err(e) if unsupported(&e) => return Ok(Outcome::Unsupported),
-                Err(e) => return Err(e),
-            };
-            if n == 0 {
-                shutdown_write(dst)?;
-                return Ok(Outcome::Done);
-            }
-            g.in_pipe = n;
             // Drain everything before filling again; EAGAIN here means "socket full".
             while g.in_pipe > 0 {
-                dst.writable().await?;
+                std::future::poll_fn(|cx| dst.poll_write_ready(cx)).await?;
                 let Some(pipe) = g.pipe.as_ref() else {
                     return Ok(Outcome::Done);
                 };

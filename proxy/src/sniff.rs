@@ -90,10 +90,13 @@ fn peek_and_parse(
 ) -> io::Result<Step> {
     // Under memory pressure the kernel wakes us per segment whatever the low-water mark, so
     // check the queue length (O(1)) before peeking (O(segments)): short of the next record
-    // boundary there is nothing new to learn. An empty queue still peeks, to see EOF.
-    let queued = sys::bytes_queued(stream.as_raw_fd())?;
-    if queued != 0 && queued < want && queued < max_len {
-        return Err(io::ErrorKind::WouldBlock.into());
+    // boundary there is nothing new to learn. An empty queue still peeks, to see EOF. The
+    // first look peeks at once: nothing has been seen yet, so any byte is news.
+    if seen > 0 {
+        let queued = sys::bytes_queued(stream.as_raw_fd())?;
+        if queued != 0 && queued < want && queued < max_len {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
     }
     PEEK_BUF.with(|cell| {
         let mut buf = cell.borrow_mut();

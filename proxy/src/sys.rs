@@ -124,6 +124,25 @@ impl Pipe {
         }
     }
 
+    /// Copies `buf` into the pipe (write(2)): for bytes already in user space that the
+    /// destination could not take yet. Returns how many went in.
+    pub fn push(&self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call; the fd is
+        // this pipe's write end.
+        let n = unsafe {
+            libc::write(
+                self.write.as_raw_fd(),
+                buf.as_ptr().cast::<libc::c_void>(),
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
     /// Moves up to `len` bytes from socket `from` into the pipe. `Ok(0)` is EOF on the socket.
     pub fn fill_from(&self, from: RawFd, len: usize) -> io::Result<usize> {
         splice(from, self.write.as_raw_fd(), len)
