@@ -1,15 +1,13 @@
 //! The pure ClientHello parser: given the bytes peeked so far, say "found (SNI, ALPN, wire
 //! length)", "refused (why)" or "need more bytes". No sockets, no state: the caller re-parses
-//! from byte 0 whenever more bytes are in view. Record framing and reassembly are ours; the
-//! handshake body and its extensions are decoded by `tls-parser`. Nothing is allocated until
-//! the whole hello is in view; then tls-parser's few small lists, once per connection.
+//! from byte 0 whenever more bytes are in view. Record framing, reassembly and the
+//! fixed fields of the hello body are ours; `tls-parser` decodes the extension headers. A
+//! hello in one record is decoded in place with no heap allocation; only a hello fragmented
+//! over several records is copied once, into one buffer.
 
 use std::fmt;
 
-use tls_parser::{
-    SNIType, TlsExtension, TlsExtensionType, parse_tls_extension_alpn_content,
-    parse_tls_extension_sni_content, parse_tls_extension_unknown, parse_tls_handshake_client_hello,
-};
+use tls_parser::{TlsExtension, TlsExtensionType, parse_tls_extension_unknown};
 
 /// Longest host name we accept in SNI (DNS limit).
 pub const MAX_HOST_LEN: usize = 253;
@@ -290,18 +288,68 @@ fn frame(buf: &[u8], max_len: usize) -> Result<Result<Framed, HelloError>, Incom
     }
 }
 
+/// Legacy version (2) and random (32) open every ClientHello body (RFC 8446 section 4.1.2).
+const VERSION_AND_RANDOM_LEN: usize = 2 + 32;
+/// `legacy_session_id<0..32>`.
+const MAX_SESSION_ID_LEN: usize = 32;
+/// `NameType` of a host name entry in server_name (RFC 6066 section 3).
+const SNI_HOST_NAME: u8 = 0;
+
+/// Reads the length-prefixed fields of a handshake body in place. tls-parser's ClientHello
+/// parser collects the cipher suites, compression methods and name lists into `Vec`s: three
+/// heap allocations per connection for lists we never read. Walking the fixed layout here
+/// keeps a connection allocation-free (`tests/alloc.rs`); tls-parser still decodes the
+/// extension headers.
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], HelloError> {
+        let (head, rest) = self.0.split_at_checked(n).ok_or(HelloError::Malformed)?;
+        self.0 = rest;
+        Ok(head)
+    }
+
+    /// An opaque vector with a one-byte length (`opaque x<0..2^8-1>`).
+    fn vec8(&mut self) -> Result<&'a [u8], HelloError> {
+        let len = self.take(1)?.first().copied().unwrap_or_default();
+        self.take(usize::from(len))
+    }
+
+    /// An opaque vector with a two-byte length (`opaque x<0..2^16-1>`).
+    fn vec16(&mut self) -> Result<&'a [u8], HelloError> {
+        let len = self.take(2)?;
+        let len = len.iter().fold(0usize, |n, &b| n << 8 | usize::from(b));
+        self.take(len)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Decodes one whole ClientHello handshake message (header included) into SNI and ALPN.
 fn decode(message: &[u8]) -> Result<(HostName, Alpn), HelloError> {
     let body = message
         .get(HANDSHAKE_HEADER_LEN..)
         .ok_or(HelloError::Malformed)?;
-    let (rest, hello) =
-        parse_tls_handshake_client_hello(body).map_err(|_| HelloError::Malformed)?;
-    if !rest.is_empty() {
-        // tls-parser skips an extensions block whose length overruns the message.
+    let mut hello = Cursor(body);
+    hello.take(VERSION_AND_RANDOM_LEN)?;
+    if hello.vec8()?.len() > MAX_SESSION_ID_LEN {
         return Err(HelloError::Malformed);
     }
-    let mut extensions = hello.ext.ok_or(HelloError::NoSni)?;
+    if hello.vec16()?.len() % 2 != 0 {
+        // Cipher suites are two bytes each.
+        return Err(HelloError::Malformed);
+    }
+    hello.vec8()?; // compression methods
+    if hello.is_empty() {
+        // A hello without extensions (TLS 1.0 style) cannot name a server.
+        return Err(HelloError::NoSni);
+    }
+    let mut extensions = hello.vec16()?;
+    if !hello.is_empty() {
+        return Err(HelloError::Malformed);
+    }
     let mut seen = [0u64; EXTENSION_TYPE_WORDS];
     let mut sni = None;
     let mut alpn = Alpn::default();
@@ -328,46 +376,40 @@ fn decode(message: &[u8]) -> Result<(HostName, Alpn), HelloError> {
     Ok((sni.ok_or(HelloError::NoSni)?, alpn))
 }
 
+/// A length-prefixed list that must fill `data` exactly: trailing bytes after the list are
+/// malformed (some parsers, tls-parser included, ignore them).
+fn whole_list(data: &[u8]) -> Result<Cursor<'_>, HelloError> {
+    let mut outer = Cursor(data);
+    let list = outer.vec16()?;
+    if !outer.is_empty() {
+        return Err(HelloError::Malformed);
+    }
+    Ok(Cursor(list))
+}
+
 /// The one host_name of a server_name extension (RFC 6066 section 3).
 fn server_name(data: &[u8]) -> Result<HostName, HelloError> {
-    let Ok((_, TlsExtension::SNI(names))) = parse_tls_extension_sni_content(data) else {
-        return Err(HelloError::Malformed);
-    };
-    // tls-parser ignores bytes after the list and a truncated last entry: insist that the
-    // list length (2) plus each entry's type (1), length (2) and name cover `data` exactly.
-    const LIST_LEN: usize = 2;
-    const ENTRY_HEADER_LEN: usize = 3;
-    let covered: usize = LIST_LEN
-        + names
-            .iter()
-            .map(|(_, n)| ENTRY_HEADER_LEN + n.len())
-            .sum::<usize>();
-    let mut host_names = names.iter().filter(|(kind, _)| *kind == SNIType::HostName);
-    match (host_names.next(), host_names.next()) {
-        (Some((_, name)), None) if covered == data.len() => host_name(name),
-        _ => Err(HelloError::Malformed),
+    let mut entries = whole_list(data)?;
+    let mut host = None;
+    while !entries.is_empty() {
+        let kind = entries.take(1)?;
+        let name = entries.vec16()?;
+        if kind == [SNI_HOST_NAME] && host.replace(name).is_some() {
+            // "The ServerNameList MUST NOT contain more than one name of the same name_type."
+            return Err(HelloError::Malformed);
+        }
     }
+    host_name(host.ok_or(HelloError::Malformed)?)
 }
 
 /// The Istio protocols among the ALPN protocol names (RFC 7301 section 3.1).
 fn protocols(data: &[u8]) -> Result<Alpn, HelloError> {
-    let Ok((_, TlsExtension::ALPN(names))) = parse_tls_extension_alpn_content(data) else {
-        return Err(HelloError::Malformed);
-    };
-    // As for SNI: list length (2), then each name's length (1) and bytes, covering `data`.
-    const LIST_LEN: usize = 2;
-    const NAME_HEADER_LEN: usize = 1;
-    let covered: usize = LIST_LEN
-        + names
-            .iter()
-            .map(|n| NAME_HEADER_LEN + n.len())
-            .sum::<usize>();
-    if covered != data.len() {
-        return Err(HelloError::Malformed);
+    let mut names = whole_list(data)?;
+    let mut alpn = Alpn::default();
+    while !names.is_empty() {
+        alpn = alpn | Alpn::from_protocol(names.vec8()?);
     }
-    Ok(names.iter().fold(Alpn::default(), |alpn, name| {
-        alpn | Alpn::from_protocol(name)
-    }))
+    Ok(alpn)
 }
 
 /// Validates and lower-cases a host name: ASCII letters, digits, '-' and '_' (Istio SNIs such
