@@ -339,7 +339,7 @@ mod splice {
     use std::io;
     use std::os::fd::AsRawFd;
 
-    use tokio::io::Interest;
+    use tokio::io::{AsyncWriteExt, Interest};
     use tokio::net::TcpStream;
 
     use super::{Tally, shutdown_write};
@@ -401,6 +401,9 @@ mod splice {
         },
         /// The destination took only part: the rest (`.1` bytes) waits in the pipe.
         Backlog(Pipe, usize),
+        /// The destination took only part and no pipe could hold the rest (none to be had, or
+        /// one smaller than the rest): the rest waits on the heap.
+        Stuck(Vec<u8>),
     }
 
     /// One read into the scratch buffer and one write of it, both without waiting.
@@ -434,16 +437,22 @@ mod splice {
                 });
             }
             // The destination is full: the rest must outlive this buffer, which the next
-            // connection will use. A pipe holds it without an allocation; SMALL fits in any
-            // pipe, so the one write(2) takes it all.
-            let pipe = Pipe::get()?;
+            // connection will use. A pooled pipe holds it without an allocation. Pipes can
+            // be smaller than asked (past `fs.pipe-user-pages-soft`) or unavailable (out of
+            // fds); then the rest goes to the heap, the one allocation of this rare case.
             let rest = &buf[written..n];
-            let pushed = pipe.push(rest)?;
-            if pushed != rest.len() {
-                pipe.put(false);
-                return Err(io::Error::other("a pipe took less than SMALL bytes"));
+            match Pipe::get() {
+                // An empty pipe with room for all of it takes it in the one write(2).
+                Ok(pipe) if pipe.capacity() >= rest.len() => match pipe.push(rest)? {
+                    pushed if pushed == rest.len() => Ok(Small::Backlog(pipe, pushed)),
+                    _ => Err(io::Error::other("an empty pipe took part of a small burst")),
+                },
+                Ok(small) => {
+                    small.put(true);
+                    Ok(Small::Stuck(rest.to_vec()))
+                }
+                Err(_) => Ok(Small::Stuck(rest.to_vec())),
             }
-            Ok(Small::Backlog(pipe, rest.len()))
         })
     }
 
@@ -511,6 +520,18 @@ mod splice {
                         pipe: Some(pipe),
                         in_pipe: left,
                     },
+                    Small::Stuck(rest) => {
+                        // Boxed with its bytes, like the copy fallback: a rare path that has
+                        // allocated already, so every task holds a pointer rather than its state.
+                        let sent = Box::pin(async move {
+                            super::Shared(dst)
+                                .write_all(&rest)
+                                .await
+                                .map(|()| rest.len())
+                        });
+                        tally.add(sent.await?);
+                        continue;
+                    }
                 }
             };
             // Drain everything before filling again; EAGAIN here means "socket full".

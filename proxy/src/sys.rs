@@ -100,7 +100,8 @@ impl Pipe {
         // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // SAFETY: F_SETPIPE_SZ takes an int argument; the fd is the pipe we just made. Failure
-        // is harmless (the default size stays), so the result is ignored on purpose.
+        // is harmless (the default size stays, as `capacity` reports), so the result is
+        // ignored on purpose.
         unsafe {
             libc::fcntl(
                 write.as_raw_fd(),
@@ -122,6 +123,34 @@ impl Pipe {
                 }
             });
         }
+    }
+
+    /// How many bytes the pipe holds when full (F_GETPIPE_SZ): PIPE_SIZE, or less when the
+    /// kernel would not grow it (past `fs.pipe-user-pages-soft` an unprivileged user's new
+    /// pipes get two pages). Asked only when a pipe must hold bytes already read, so pipes
+    /// carry no field for it.
+    pub fn capacity(&self) -> usize {
+        // SAFETY: F_GETPIPE_SZ takes no argument; the fd is this pipe's write end.
+        let n = unsafe { libc::fcntl(self.write.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        usize::try_from(n).unwrap_or(0)
+    }
+
+    /// Resizes the pipe, as the kernel sizes an unprivileged user's new pipes past
+    /// `fs.pipe-user-pages-soft`; tests use it to hand the pool a small pipe.
+    #[cfg(test)]
+    pub fn resize(&self, bytes: usize) -> io::Result<()> {
+        // SAFETY: F_SETPIPE_SZ takes an int argument; the fd is this pipe's write end.
+        let set = unsafe {
+            libc::fcntl(
+                self.write.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                bytes as libc::c_int,
+            )
+        };
+        if set < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Copies `buf` into the pipe (write(2)): for bytes already in user space that the

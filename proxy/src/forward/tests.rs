@@ -386,6 +386,69 @@ async fn forward_moves_64_mib_each_way() {
     }
 }
 
+/// A small burst that the destination cannot take yet is kept whole and sent on once it can,
+/// whatever pipe the pool hands out: one with room (the bytes wait in it) or one smaller than
+/// the burst, as the kernel gives an unprivileged user past `fs.pipe-user-pages-soft` (they
+/// wait on the heap). A short pipe write used to end the connection.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_small_burst_the_destination_refuses_is_sent_later() {
+    use crate::sys::{PIPE_SIZE, Pipe};
+    const LEN: usize = splice::SMALL - 1;
+    for pipe_bytes in [PIPE_SIZE, 4 * KIB] {
+        // The next pipe this thread's pool hands out.
+        let pipe = Pipe::get().unwrap();
+        pipe.resize(pipe_bytes).unwrap();
+        pipe.put(true);
+        let (mut client, mut a, mut b, mut upstream) = sockets().await;
+        // Fill the path to upstream (b's send buffer, upstream's receive buffer) so that the
+        // burst's write takes nothing.
+        let zeros = [0u8; 64 * KIB];
+        let mut filler = 0;
+        loop {
+            match b.try_write(&zeros) {
+                Ok(n) => filler += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // The whole burst is queued on `a` before forwarding starts, so the first read takes it.
+        send(&mut client, 0, LEN).await;
+        let mut peeked = vec![0u8; LEN];
+        timeout(BOUND, async {
+            while a.peek(&mut peeked).await.unwrap() < LEN {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+        let counts = Counts::default();
+        let script = async {
+            let mut skipped = vec![0u8; filler];
+            upstream.read_exact(&mut skipped).await.unwrap();
+            recv(&mut upstream, 0, LEN).await;
+            client.shutdown().await.unwrap();
+            eof(&mut upstream).await;
+            upstream.shutdown().await.unwrap();
+            eof(&mut client).await;
+        };
+        let (reason, ()) = timeout(BOUND, async {
+            tokio::join!(
+                counts.forward(&mut a, &mut b, ForwardMode::Auto, NO_IDLE),
+                script
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(reason, Reason::Closed, "pipe of {pipe_bytes} bytes");
+        assert_eq!(
+            counts.bytes(),
+            (LEN as u64, 0),
+            "pipe of {pipe_bytes} bytes"
+        );
+    }
+}
+
 #[tokio::test]
 async fn forward_half_close_keeps_the_other_direction_open() {
     for mode in MODES {
@@ -584,10 +647,10 @@ async fn forward_traffic_keeps_the_connection_open() {
 // --- per-connection memory -----------------------------------------------------------------------
 
 /// A connection's task holds this future for its whole life; the copy buffers (16-256 KiB) must
-/// be on the heap, not in it. Measured (debug and release, x86_64, tokio 1.54): `forward` 1008 bytes
-/// (1896 before the two directions shared one error watch and the copy fallback was boxed),
-/// `forward_copy` over duplex streams 952 bytes (printed with `--nocapture`). A 16 KiB buffer
-/// in the future would exceed the bound twelve times over.
+/// be on the heap, not in it. Measured (debug and release, x86_64, tokio 1.54): `forward`
+/// 1024 bytes (1896 before the two directions shared one error watch and the rare paths were
+/// boxed), `forward_copy` over duplex streams 952 bytes (printed with `--nocapture`). A 16 KiB
+/// buffer in the future would exceed the bound twelve times over.
 const MAX_FORWARD_FUTURE: usize = 1280;
 
 #[tokio::test]
