@@ -34,6 +34,8 @@ pub struct Transferred {
     /// Set when a direction used the buffered copy rather than splice(2) (the access log's
     /// `forward` field says which path moved the bytes).
     pub copied: AtomicBool,
+    /// Set by the first direction to read EOF from its source; see [`Tally::end`].
+    one_ended: AtomicBool,
 }
 
 impl Transferred {
@@ -57,6 +59,7 @@ struct Tally<'a> {
     conn: &'a AtomicU64,
     metric: &'a Counter,
     copied: &'a AtomicBool,
+    one_ended: &'a AtomicBool,
 }
 
 impl Tally<'_> {
@@ -64,10 +67,24 @@ impl Tally<'_> {
         self.conn.fetch_add(n as u64, Ordering::Relaxed);
         self.metric.inc_by(n as u64);
     }
+
+    /// This direction read EOF from `src`: half-closes `dst` so its peer sees the EOF, unless
+    /// the other direction already ended. Then both sockets have been read to their EOF and
+    /// are about to be closed, and close(2) of a socket with nothing unread sends the same FIN
+    /// the shutdown(2) would have: one system call per connection saved.
+    fn end(&self, dst: &TcpStream) -> io::Result<()> {
+        if self.one_ended.swap(true, Ordering::Relaxed) {
+            Ok(())
+        } else {
+            shutdown_write(dst)
+        }
+    }
 }
 
 /// Forwards until both directions end, the idle timeout passes with no bytes moving, or an
-/// error other than a reset ends the connection. Returns the reason to record.
+/// error other than a reset ends the connection. Returns the reason to record. The caller
+/// closes both sockets next: the direction that ends last does not half-close its
+/// destination, and that peer's FIN comes from the close.
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(
     client: &mut TcpStream,
@@ -83,11 +100,13 @@ pub async fn forward(
         conn: &counts.upstream,
         metric: up_metric,
         copied: &counts.copied,
+        one_ended: &counts.one_ended,
     };
     let down = Tally {
         conn: &counts.downstream,
         metric: down_metric,
         copied: &counts.copied,
+        one_ended: &counts.one_ended,
     };
     tokio::select! {
         res = both_ways(client, upstream, mode, up, down) => ending(res),
@@ -159,6 +178,7 @@ where
             conn: &counts.upstream,
             metric: &sink,
             copied: &counts.copied,
+            one_ended: &counts.one_ended,
         },
     );
     let down = copy_one_way(
@@ -168,6 +188,7 @@ where
             conn: &counts.downstream,
             metric: &sink,
             copied: &counts.copied,
+            one_ended: &counts.one_ended,
         },
     );
     tokio::select! {
@@ -342,7 +363,7 @@ mod splice {
     use tokio::io::{AsyncWriteExt, Interest};
     use tokio::net::TcpStream;
 
-    use super::{Tally, shutdown_write};
+    use super::Tally;
     use crate::sys::{PIPE_SIZE, Pipe};
 
     pub enum Outcome {
@@ -498,7 +519,7 @@ mod splice {
                     Err(e) => return Err(e),
                 };
                 if n == 0 {
-                    shutdown_write(dst)?;
+                    tally.end(dst)?;
                     return Ok(Outcome::Done);
                 }
                 bulk = n >= SMALL;
@@ -508,7 +529,7 @@ mod splice {
                 match small_burst(src, dst, tally)? {
                     Small::Empty => continue,
                     Small::Eof => {
-                        shutdown_write(dst)?;
+                        tally.end(dst)?;
                         return Ok(Outcome::Done);
                     }
                     Small::Moved { full } => {

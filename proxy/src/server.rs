@@ -274,6 +274,7 @@ fn worker(
             accept_loops.push(tokio::spawn(accept_loop(listener, ctx, phase.clone())));
         }
         let _ = started.send(true);
+        tokio::spawn(timer_anchor());
         for a in accept_loops {
             let _ = a.await;
         }
@@ -283,6 +284,24 @@ fn worker(
     });
     // Dropping the runtime drops the remaining connection tasks; their records say "drained".
     drop(rt);
+}
+
+/// How often a worker's timer wheel wakes with nothing to do; see [`timer_anchor`].
+const ANCHOR_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Keeps one timer in the worker's wheel that always fires within [`ANCHOR_PERIOD`]. tokio's
+/// time driver writes to the runtime's eventfd (and so costs a wasted epoll_wait too) whenever a
+/// timer is armed earlier than the wake it promised when it last parked, and with an empty wheel
+/// it promised none: every connection's connect and idle timers then cost two system calls
+/// (seen with strace on short connections). With the anchor, the promised wake is at most a
+/// second away and connection timers (seconds) are later, so arming them is free. The price
+/// is one wake per second per worker.
+async fn timer_anchor() {
+    let mut tick = tokio::time::interval(ANCHOR_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+    }
 }
 
 async fn accept_loop(

@@ -54,9 +54,12 @@ impl Gateway {
     }
 
     /// Starts a prepared command (must log JSON) and waits for its listeners and admin address.
+    /// A `RUST_LOG` the command already sets is kept; the default logs every connection.
     pub fn spawn(mut cmd: Command) -> Gateway {
-        cmd.env("RUST_LOG", "info,eastwest::access=info")
-            .stdin(Stdio::null())
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env("RUST_LOG", "info,eastwest::access=info");
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn eastwest");

@@ -196,14 +196,16 @@ struct Counts {
 }
 
 impl Counts {
+    /// Forwards, then closes both sockets as the gateway does: the last direction to end
+    /// leaves its FIN to that close.
     async fn forward(
         &self,
-        a: &mut TcpStream,
-        b: &mut TcpStream,
+        mut a: TcpStream,
+        mut b: TcpStream,
         mode: ForwardMode,
         idle: Duration,
     ) -> Reason {
-        forward(a, b, mode, idle, &self.conn, &self.up, &self.down).await
+        forward(&mut a, &mut b, mode, idle, &self.conn, &self.up, &self.down).await
     }
 
     /// (upstream, downstream) bytes, after checking that the listener metrics agree.
@@ -356,7 +358,7 @@ fn pooled() -> usize {
 async fn forward_moves_64_mib_each_way() {
     const LEN: usize = 64 * MIB;
     for mode in MODES {
-        let (mut client, mut a, mut b, mut upstream) = sockets().await;
+        let (mut client, a, b, mut upstream) = sockets().await;
         let counts = Counts::default();
         #[cfg(target_os = "linux")]
         let pooled_before = pooled();
@@ -370,7 +372,7 @@ async fn forward_moves_64_mib_each_way() {
             eof(&mut client).await;
         };
         let (reason, ()) = timeout(BOUND, async {
-            tokio::join!(counts.forward(&mut a, &mut b, mode, NO_IDLE), script)
+            tokio::join!(counts.forward(a, b, mode, NO_IDLE), script)
         })
         .await
         .unwrap();
@@ -400,7 +402,7 @@ async fn a_small_burst_the_destination_refuses_is_sent_later() {
         let pipe = Pipe::get().unwrap();
         pipe.resize(pipe_bytes).unwrap();
         pipe.put(true);
-        let (mut client, mut a, mut b, mut upstream) = sockets().await;
+        let (mut client, a, b, mut upstream) = sockets().await;
         // Fill the path to upstream (b's send buffer, upstream's receive buffer) so that the
         // burst's write takes nothing.
         let zeros = [0u8; 64 * KIB];
@@ -433,10 +435,7 @@ async fn a_small_burst_the_destination_refuses_is_sent_later() {
             eof(&mut client).await;
         };
         let (reason, ()) = timeout(BOUND, async {
-            tokio::join!(
-                counts.forward(&mut a, &mut b, ForwardMode::Auto, NO_IDLE),
-                script
-            )
+            tokio::join!(counts.forward(a, b, ForwardMode::Auto, NO_IDLE), script)
         })
         .await
         .unwrap();
@@ -453,7 +452,7 @@ async fn a_small_burst_the_destination_refuses_is_sent_later() {
 async fn forward_half_close_keeps_the_other_direction_open() {
     for mode in MODES {
         for client_first in [true, false] {
-            let (mut client, mut a, mut b, mut upstream) = sockets().await;
+            let (mut client, a, b, mut upstream) = sockets().await;
             let counts = Counts::default();
             let script = async {
                 if client_first {
@@ -463,7 +462,7 @@ async fn forward_half_close_keeps_the_other_direction_open() {
                 }
             };
             let (reason, ()) = timeout(BOUND, async {
-                tokio::join!(counts.forward(&mut a, &mut b, mode, NO_IDLE), script)
+                tokio::join!(counts.forward(a, b, mode, NO_IDLE), script)
             })
             .await
             .unwrap();
@@ -488,7 +487,7 @@ async fn forward_reset_is_a_normal_end_and_bytes_are_counted() {
     const LEN: usize = 300 * KIB + 1;
     for mode in MODES {
         for client_resets in [true, false] {
-            let (mut client, mut a, mut b, mut upstream) = sockets().await;
+            let (mut client, a, b, mut upstream) = sockets().await;
             let counts = Counts::default();
             let script = async {
                 // The resetting side sends, waits until every byte is delivered (a reset
@@ -504,7 +503,7 @@ async fn forward_reset_is_a_normal_end_and_bytes_are_counted() {
                 }
             };
             let (reason, ()) = timeout(BOUND, async {
-                tokio::join!(counts.forward(&mut a, &mut b, mode, NO_IDLE), script)
+                tokio::join!(counts.forward(a, b, mode, NO_IDLE), script)
             })
             .await
             .unwrap();
@@ -527,7 +526,7 @@ async fn forward_reset_is_a_normal_end_and_bytes_are_counted() {
 async fn a_reset_after_half_close_ends_the_connection() {
     for mode in MODES {
         for client_side in [true, false] {
-            let (mut client, mut a, mut b, mut upstream) = sockets().await;
+            let (mut client, a, b, mut upstream) = sockets().await;
             let counts = Counts::default();
             let script = async {
                 let (aborts, silent) = if client_side {
@@ -544,7 +543,7 @@ async fn a_reset_after_half_close_ends_the_connection() {
                 reset(aborts);
             };
             let (reason, ()) = timeout(BOUND, async {
-                tokio::join!(counts.forward(&mut a, &mut b, mode, NO_IDLE), script)
+                tokio::join!(counts.forward(a, b, mode, NO_IDLE), script)
             })
             .await
             .unwrap_or_else(|_| panic!("{mode:?}: a reset after half-close went unnoticed"));
@@ -594,10 +593,10 @@ async fn copy_silent_connection_times_out() {
 #[tokio::test(start_paused = true)]
 async fn forward_silent_connection_times_out() {
     for mode in MODES {
-        let (_client, mut a, mut b, _upstream) = sockets().await;
+        let (_client, a, b, _upstream) = sockets().await;
         let counts = Counts::default();
         let start = Instant::now();
-        let reason = timeout(VIRTUAL_BOUND, counts.forward(&mut a, &mut b, mode, IDLE)).await;
+        let reason = timeout(VIRTUAL_BOUND, counts.forward(a, b, mode, IDLE)).await;
         assert_eq!(reason.unwrap(), Reason::IdleTimeout, "{mode:?}");
         assert_idle_window(start.elapsed());
         assert_eq!(counts.bytes(), (0, 0), "{mode:?}");
@@ -612,7 +611,7 @@ async fn forward_traffic_keeps_the_connection_open() {
     // quarter period in, so no byte lands on the same instant as a watchdog check.
     for spacing in [IDLE / 2, IDLE * 3 / 4] {
         for mode in MODES {
-            let (mut client, mut a, mut b, mut upstream) = sockets().await;
+            let (mut client, a, b, mut upstream) = sockets().await;
             let counts = Counts::default();
             let writer = async {
                 let mut ticks = tokio::time::interval_at(Instant::now() + IDLE / 8, spacing);
@@ -622,7 +621,7 @@ async fn forward_traffic_keeps_the_connection_open() {
                 }
                 Instant::now()
             };
-            let forward = timeout(VIRTUAL_BOUND, counts.forward(&mut a, &mut b, mode, IDLE));
+            let forward = timeout(VIRTUAL_BOUND, counts.forward(a, b, mode, IDLE));
             let (reason, last_write) = tokio::join!(forward, writer);
             let reason = reason.unwrap();
             let what = format!("{mode:?}, a byte every {spacing:?}");
