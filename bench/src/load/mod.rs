@@ -335,6 +335,7 @@ pub async fn count_syscalls(
         conn_top: per(rows, n),
         ..Default::default()
     };
+    let out = dir.join(format!("strace-{}-bulk.txt", p.kind.name()));
     let trace = syscalls::Trace::attach(pid, &out)?;
     traffic::bulk(addr(p, sink)?, &traffic::client_hello(sink), 1, bytes)
         .await

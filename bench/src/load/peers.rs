@@ -213,9 +213,9 @@ fn eastwest_args(routes: &[Route], listen: SocketAddr) -> Result<Vec<String>, St
 /// on `req.ssl_sni`; a name that matches no rule has no backend, and haproxy closes it.
 fn haproxy_cfg(routes: &[Route], listen: SocketAddr, splice: bool) -> String {
     let mut c = String::new();
-    // maxconn and maxpipes fit haproxy's fd need (2 per connection, 2 per pipe) under a hard
-    // open-file limit of 20,000 (this machine's; the harness holds at most 9,500 idle).
-    c.push_str("global\n    maxconn 9800\n    nbthread 1\n");
+    // maxconn covers the 10,000 idle connections the harness holds; haproxy sizes its own fd
+    // limit from maxconn and maxpipes (2 per connection, 2 per pipe) under the harness's 65,536.
+    c.push_str("global\n    maxconn 12000\n    nbthread 1\n");
     if splice {
         c.push_str("    maxpipes 100\n");
     }

@@ -108,9 +108,12 @@ pub fn pin_self(cpu: usize) -> io::Result<()> {
     }
 }
 
-/// Raises this process's soft open-file limit to its hard limit (children inherit it) and
-/// returns it. Holding N connections through a proxy takes 2N fds here and as many in the
-/// proxy; without CAP_SYS_RESOURCE the hard limit is the ceiling.
+/// The open-file limit the harness asks for (children inherit it).
+const WANT_FDS: libc::rlim_t = 65_536;
+
+/// Raises this process's open-file limit to [`WANT_FDS`] (or, without CAP_SYS_RESOURCE, the
+/// soft limit to the hard one; children inherit it) and returns it. Holding N connections
+/// through a proxy takes 2N fds here and as many in the proxy.
 pub fn raise_fd_limit() -> io::Result<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -120,6 +123,16 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             return Err(io::Error::last_os_error());
+        }
+        // Root may raise the hard limit too (up to fs.nr_open): the idle workload holds
+        // 10,000 connections, two fds each in the proxy. Others get what they have.
+        let want = lim.rlim_max.max(WANT_FDS);
+        let raised = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: want,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+            return Ok(want);
         }
         lim.rlim_cur = lim.rlim_max;
         if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
