@@ -213,9 +213,11 @@ fn eastwest_args(routes: &[Route], listen: SocketAddr) -> Result<Vec<String>, St
 /// on `req.ssl_sni`; a name that matches no rule has no backend, and haproxy closes it.
 fn haproxy_cfg(routes: &[Route], listen: SocketAddr, splice: bool) -> String {
     let mut c = String::new();
-    // maxconn covers the 10,000 idle connections the harness holds; haproxy sizes its own fd
-    // limit from maxconn and maxpipes (2 per connection, 2 per pipe) under the harness's 65,536.
-    c.push_str("global\n    maxconn 12000\n    nbthread 1\n");
+    // haproxy sizes its fd limit from maxconn and maxpipes (2 per connection, 2 per pipe, some
+    // spare) and refuses to start above the hard limit: as many connections as fit, at most
+    // 12,000 (the harness holds up to 10,000 idle; 9,500 under a hard limit of 20,000).
+    let fit = procs::fd_limit().saturating_sub(400) / 2;
+    let _ = writeln!(c, "global\n    maxconn {}\n    nbthread 1", fit.min(12_000));
     if splice {
         c.push_str("    maxpipes 100\n");
     }

@@ -108,6 +108,19 @@ pub fn pin_self(cpu: usize) -> io::Result<()> {
     }
 }
 
+/// This process's soft open-file limit (what the proxies it starts inherit).
+pub fn fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit that getrlimit writes.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    lim.rlim_cur
+}
+
 /// The open-file limit the harness asks for (children inherit it).
 const WANT_FDS: libc::rlim_t = 65_536;
 
@@ -124,8 +137,9 @@ pub fn raise_fd_limit() -> io::Result<u64> {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             return Err(io::Error::last_os_error());
         }
-        // Root may raise the hard limit too (up to fs.nr_open): the idle workload holds
-        // 10,000 connections, two fds each in the proxy. Others get what they have.
+        // With CAP_SYS_RESOURCE the hard limit may rise too (up to fs.nr_open): the idle
+        // workload holds 10,000 connections, two fds each in the proxy. Without it, the
+        // soft limit rises to the hard one and the caller caps the count.
         let want = lim.rlim_max.max(WANT_FDS);
         let raised = libc::rlimit {
             rlim_cur: want,
