@@ -34,7 +34,8 @@ pub struct Transferred {
     /// Set when a direction used the buffered copy rather than splice(2) (the access log's
     /// `forward` field says which path moved the bytes).
     pub copied: AtomicBool,
-    /// Set by the first direction to read EOF from its source; see [`Tally::end`].
+    /// Set by the first splice-path direction to read EOF from its source; see [`Tally::end`].
+    /// (The buffered copy always half-closes: it is rare, and its writer is any stream.)
     one_ended: AtomicBool,
 }
 

@@ -108,17 +108,34 @@ pub fn pin_self(cpu: usize) -> io::Result<()> {
     }
 }
 
-/// This process's soft open-file limit (what the proxies it starts inherit).
-pub fn fd_limit() -> u64 {
+/// RLIMIT_NOFILE as (soft, hard).
+fn nofile() -> io::Result<(libc::rlim_t, libc::rlim_t)> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: `lim` is a valid rlimit that getrlimit writes.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 1024;
+        return Err(io::Error::last_os_error());
     }
-    lim.rlim_cur
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+fn set_nofile(soft: libc::rlim_t, hard: libc::rlim_t) -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `lim` is a valid rlimit that setrlimit reads.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// This process's soft open-file limit (what the proxies it starts inherit).
+pub fn fd_limit() -> u64 {
+    nofile().map_or(1024, |(soft, _)| soft)
 }
 
 /// The open-file limit the harness asks for (children inherit it).
@@ -128,32 +145,16 @@ const WANT_FDS: libc::rlim_t = 65_536;
 /// soft limit to the hard one; children inherit it) and returns it. Holding N connections
 /// through a proxy takes 2N fds here and as many in the proxy.
 pub fn raise_fd_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid rlimit that getrlimit writes and setrlimit reads.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // With CAP_SYS_RESOURCE the hard limit may rise too (up to fs.nr_open): the idle
-        // workload holds 10,000 connections, two fds each in the proxy. Without it, the
-        // soft limit rises to the hard one and the caller caps the count.
-        let want = lim.rlim_max.max(WANT_FDS);
-        let raised = libc::rlimit {
-            rlim_cur: want,
-            rlim_max: want,
-        };
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-            return Ok(want);
-        }
-        lim.rlim_cur = lim.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-            return Err(io::Error::last_os_error());
-        }
+    let (_, hard) = nofile()?;
+    // With CAP_SYS_RESOURCE the hard limit may rise too (up to fs.nr_open): the idle workload
+    // holds 10,000 connections, two fds each in the proxy. Without it, the soft limit rises to
+    // the hard one and the caller caps the count.
+    let want = hard.max(WANT_FDS);
+    if set_nofile(want, want).is_ok() {
+        return Ok(want);
     }
-    Ok(lim.rlim_max)
+    set_nofile(hard, hard)?;
+    Ok(hard)
 }
 
 /// Waits until `addr` accepts a TCP connection (the proxy is listening), or `proc` exits, or
