@@ -8,6 +8,7 @@ use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -56,6 +57,7 @@ impl Transferred {
 
 /// Where one direction's bytes are counted: the connection's own count and the listener's
 /// (pre-resolved) metric.
+#[derive(Clone, Copy)]
 struct Tally<'a> {
     conn: &'a AtomicU64,
     metric: &'a Counter,
@@ -121,34 +123,101 @@ pub async fn forward(
 /// while the other direction waits on a silent peer, until the idle timeout. So the source of a
 /// finished direction is watched for a socket error, which ends the connection.
 ///
-/// The two directions' futures are made here, inside this future, rather than passed in:
-/// a future passed by value is stored twice in the caller's state (as a local, then inside
-/// the callee), and this state is most of what an open connection costs in memory.
-async fn both_ways(
-    client: &TcpStream,
-    upstream: &TcpStream,
+/// Both directions are plain state ([`Way`]) polled from one `poll_fn`, not two futures: an
+/// async fn's state keeps every local alive across its awaits, and this state is most of what
+/// an open connection costs in memory (512 bytes here, 784 as two async-fn directions).
+async fn both_ways<'a>(
+    client: &'a TcpStream,
+    upstream: &'a TcpStream,
     mode: ForwardMode,
-    up: Tally<'_>,
-    down: Tally<'_>,
+    up: Tally<'a>,
+    down: Tally<'a>,
 ) -> io::Result<()> {
-    let up = one_way(client, upstream, mode, up);
-    let down = one_way(upstream, client, mode, down);
-    tokio::pin!(up, down);
-    // Once one direction is done, only its source's error watch joins the other; each watch
-    // lives in its own arm, so the task's state holds one of them at a time, not both.
-    tokio::select! {
-        r = &mut up => {
-            r?;
-            tokio::select! {
-                r = &mut down => r,
-                r = client.ready(Interest::ERROR) => Err(socket_error(client, r)),
+    let mut ups = Way::new(mode, client, upstream, up);
+    let mut downs = Way::new(mode, upstream, client, down);
+    // The two take turns at going first, so a direction that always has data cannot spend the
+    // task's whole cooperative budget before the other is polled.
+    let mut up_first = false;
+    let up_ended = std::future::poll_fn(|cx| {
+        up_first = !up_first;
+        for is_up in [up_first, !up_first] {
+            let r = if is_up {
+                ups.poll(cx, client, upstream, up)
+            } else {
+                downs.poll(cx, upstream, client, down)
+            };
+            if let Poll::Ready(r) = r {
+                return Poll::Ready(r.map(|()| is_up));
             }
         }
-        r = &mut down => {
-            r?;
-            tokio::select! {
-                r = &mut up => r,
-                r = upstream.ready(Interest::ERROR) => Err(socket_error(upstream, r)),
+        Poll::Pending
+    })
+    .await?;
+    let (rest, src, dst, tally, finished) = if up_ended {
+        (&mut downs, upstream, client, down, client)
+    } else {
+        (&mut ups, client, upstream, up, upstream)
+    };
+    tokio::select! {
+        r = std::future::poll_fn(|cx| rest.poll(cx, src, dst, tally)) => r,
+        r = finished.ready(Interest::ERROR) => Err(socket_error(finished, r)),
+    }
+}
+
+/// One direction of a connection: the splice path's state, or the buffered copy it fell back
+/// to (boxed: the fallback is rare and allocates its buffer anyway, so every connection holds a
+/// pointer rather than room for the copy loop's state), or finished.
+enum Way<'a> {
+    #[cfg(target_os = "linux")]
+    Splice(splice::Dir),
+    Copy(Pin<Box<dyn Future<Output = io::Result<()>> + Send + 'a>>),
+    Done,
+}
+
+impl<'a> Way<'a> {
+    fn new(mode: ForwardMode, src: &'a TcpStream, dst: &'a TcpStream, tally: Tally<'a>) -> Self {
+        #[cfg(target_os = "linux")]
+        if mode == ForwardMode::Auto {
+            return Way::Splice(splice::Dir::default());
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = mode;
+        Way::copy(src, dst, tally)
+    }
+
+    fn copy(src: &'a TcpStream, dst: &'a TcpStream, tally: Tally<'a>) -> Self {
+        tally.copied.store(true, Ordering::Relaxed);
+        Way::Copy(Box::pin(copy_one_way(Shared(src), Shared(dst), tally)))
+    }
+
+    /// Moves bytes from `src` to `dst` until `src` ends (Ready(Ok)) or an error; the same
+    /// sockets and tally on every call.
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &'a TcpStream,
+        dst: &'a TcpStream,
+        tally: Tally<'a>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            match self {
+                #[cfg(target_os = "linux")]
+                Way::Splice(dir) => match ready!(dir.poll(cx, src, dst, &tally)) {
+                    Ok(splice::Outcome::Done) => {
+                        *self = Way::Done;
+                        return Poll::Ready(Ok(()));
+                    }
+                    // Nothing is left in the splice state (no byte in a pipe): the copy takes
+                    // over from here without losing one.
+                    Ok(splice::Outcome::Unsupported) => *self = Way::copy(src, dst, tally),
+                    Err(e) => return Poll::Ready(Err(e)),
+                },
+                Way::Copy(copy) => {
+                    let r = ready!(copy.as_mut().poll(cx));
+                    *self = Way::Done;
+                    return Poll::Ready(r);
+                }
+                Way::Done => return Poll::Ready(Ok(())),
             }
         }
     }
@@ -242,27 +311,6 @@ fn is_stream_end(e: &io::Error) -> bool {
             | io::ErrorKind::NotConnected
             | io::ErrorKind::UnexpectedEof
     )
-}
-
-async fn one_way(
-    src: &TcpStream,
-    dst: &TcpStream,
-    mode: ForwardMode,
-    tally: Tally<'_>,
-) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    if mode == ForwardMode::Auto {
-        match splice::one_way(src, dst, &tally).await? {
-            splice::Outcome::Done => return Ok(()),
-            splice::Outcome::Unsupported => {}
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = mode;
-    tally.copied.store(true, Ordering::Relaxed);
-    // Boxed: the fallback is rare (and allocates its buffer anyway), so every connection's
-    // task holds a pointer rather than room for the copy loop's state.
-    Box::pin(copy_one_way(Shared(src), Shared(dst), tally)).await
 }
 
 /// A shared `&TcpStream` as a byte stream, so both directions and the error watch of
@@ -361,7 +409,9 @@ mod splice {
     use std::io;
     use std::os::fd::AsRawFd;
 
-    use tokio::io::{AsyncWriteExt, Interest};
+    use std::task::{Context, Poll, ready};
+
+    use tokio::io::Interest;
     use tokio::net::TcpStream;
 
     use super::Tally;
@@ -371,21 +421,6 @@ mod splice {
         Done,
         /// splice(2) refused before any byte moved: use the buffered copy instead.
         Unsupported,
-    }
-
-    /// Returns the pipe to the pool when the direction ends or is cancelled (idle timeout,
-    /// drain), pooling it only if it is empty.
-    struct PipeGuard {
-        pipe: Option<Pipe>,
-        in_pipe: usize,
-    }
-
-    impl Drop for PipeGuard {
-        fn drop(&mut self) {
-            if let Some(p) = self.pipe.take() {
-                p.put(self.in_pipe == 0);
-            }
-        }
     }
 
     /// haproxy's table (src/raw_sock.c): these mean "no splice for this pair of fds".
@@ -478,105 +513,144 @@ mod splice {
         })
     }
 
-    pub async fn one_way(
-        src: &TcpStream,
-        dst: &TcpStream,
-        tally: &Tally<'_>,
-    ) -> io::Result<Outcome> {
-        // Small bursts until one fills the scratch buffer; then splice until a burst is small.
-        let mut bulk = false;
-        loop {
-            // Readiness through the socket's own waker slot (one reader and one writer per
-            // socket here), not a `readable()` future: that one carries a waiter node, 150 B
-            // of every open connection's memory.
-            std::future::poll_fn(|cx| src.poll_read_ready(cx)).await?;
-            let mut g = if bulk {
-                // Take a pipe only now that there is something to move, and give it back once
-                // it is empty again (haproxy does the same): an idle connection holds no pipe,
-                // so pipes (two fds and up to PIPE_SIZE of kernel memory each) scale with
-                // transfers in flight, not with open connections.
-                let mut g = match Pipe::get() {
-                    Ok(p) => PipeGuard {
-                        pipe: Some(p),
-                        in_pipe: 0,
-                    },
+    /// One direction on the splice path, as plain data polled by [`Dir::poll`]: small bursts
+    /// until one fills the scratch buffer, then splice until a burst is small.
+    #[derive(Default)]
+    pub struct Dir {
+        bulk: bool,
+        /// A burst moved since the last look at the task's cooperative budget.
+        moved: bool,
+        /// Holds `in_pipe` bytes read from the source and not yet written on.
+        pipe: Option<Pipe>,
+        in_pipe: usize,
+        /// Bytes no pipe could hold (rare), and how many of them are written already.
+        stuck: Option<(Vec<u8>, usize)>,
+    }
+
+    /// The pipe goes back to the pool when the direction ends or is cancelled (idle timeout,
+    /// drain), pooled only if it is empty.
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            if let Some(p) = self.pipe.take() {
+                p.put(self.in_pipe == 0);
+            }
+        }
+    }
+
+    impl Dir {
+        pub fn poll(
+            &mut self,
+            cx: &mut Context<'_>,
+            src: &TcpStream,
+            dst: &TcpStream,
+            tally: &Tally<'_>,
+        ) -> Poll<io::Result<Outcome>> {
+            loop {
+                if self.moved {
+                    // Bound the burst: a connection that always has data must still let the
+                    // worker's other connections run.
+                    ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
+                    self.moved = false;
+                }
+                if let Some((rest, sent)) = &mut self.stuck {
+                    ready!(dst.poll_write_ready(cx))?;
+                    match dst.try_write(&rest[*sent..]) {
+                        Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                        Ok(k) => {
+                            tally.add(k);
+                            *sent += k;
+                            if *sent == rest.len() {
+                                self.stuck = None;
+                                self.moved = true;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Poll::Ready(Err(e)),
+                    }
+                    continue;
+                }
+                if self.in_pipe > 0 {
+                    // Drain everything before filling again; EAGAIN here means "socket full".
+                    // Readiness through the socket's own waker slot (one reader and one writer
+                    // per socket here), not a `writable()` future with its waiter node.
+                    ready!(dst.poll_write_ready(cx))?;
+                    let (Some(pipe), left) = (self.pipe.as_ref(), self.in_pipe) else {
+                        return Poll::Ready(Err(io::Error::other("bytes counted in no pipe")));
+                    };
+                    match dst.try_io(Interest::WRITABLE, || pipe.drain_to(dst.as_raw_fd(), left)) {
+                        Ok(m) => {
+                            self.in_pipe -= m;
+                            tally.add(m);
+                            if self.in_pipe == 0 {
+                                // Give the pipe back once it is empty (haproxy does the same):
+                                // an idle connection holds no pipe, so pipes (two fds and up to
+                                // PIPE_SIZE of kernel memory each) scale with transfers in
+                                // flight, not with open connections.
+                                if let Some(p) = self.pipe.take() {
+                                    p.put(true);
+                                }
+                                self.moved = true;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Poll::Ready(Err(e)),
+                    }
+                    continue;
+                }
+                ready!(src.poll_read_ready(cx))?;
+                if !self.bulk {
+                    match small_burst(src, dst, tally)? {
+                        Small::Empty => {}
+                        Small::Eof => {
+                            tally.end(dst)?;
+                            return Poll::Ready(Ok(Outcome::Done));
+                        }
+                        Small::Moved { full } => {
+                            self.bulk = full;
+                            self.moved = true;
+                        }
+                        Small::Backlog(pipe, left) => {
+                            self.pipe = Some(pipe);
+                            self.in_pipe = left;
+                        }
+                        Small::Stuck(rest) => self.stuck = Some((rest, 0)),
+                    }
+                    continue;
+                }
+                // Take a pipe only now that there is something to move.
+                let Ok(pipe) = Pipe::get() else {
                     // Out of fds for a pipe: the buffered copy still works with the sockets we
                     // have, and nothing is in a pipe, so switching loses nothing.
-                    Err(_) => return Ok(Outcome::Unsupported),
-                };
-                let Some(pipe) = g.pipe.as_ref() else {
-                    return Ok(Outcome::Done);
+                    return Poll::Ready(Ok(Outcome::Unsupported));
                 };
                 // The pipe is empty, so EAGAIN from the fill can only mean "socket empty"
                 // (haproxy: EAGAIN is ambiguous between socket empty and pipe full otherwise).
-                let n = match src.try_io(Interest::READABLE, || {
+                let filled = src.try_io(Interest::READABLE, || {
                     pipe.fill_from(src.as_raw_fd(), PIPE_SIZE)
-                }) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    // splice(2) refuses this pair of fds; the pipe is empty, so the buffered
-                    // copy can take over from here without losing a byte.
-                    Err(e) if unsupported(&e) => return Ok(Outcome::Unsupported),
-                    Err(e) => return Err(e),
-                };
-                if n == 0 {
-                    tally.end(dst)?;
-                    return Ok(Outcome::Done);
-                }
-                bulk = n >= SMALL;
-                g.in_pipe = n;
-                g
-            } else {
-                match small_burst(src, dst, tally)? {
-                    Small::Empty => continue,
-                    Small::Eof => {
+                });
+                match filled {
+                    Ok(0) => {
+                        pipe.put(true);
                         tally.end(dst)?;
-                        return Ok(Outcome::Done);
+                        return Poll::Ready(Ok(Outcome::Done));
                     }
-                    Small::Moved { full } => {
-                        bulk = full;
-                        tokio::task::consume_budget().await;
-                        continue;
+                    Ok(n) => {
+                        self.bulk = n >= SMALL;
+                        self.pipe = Some(pipe);
+                        self.in_pipe = n;
                     }
-                    Small::Backlog(pipe, left) => PipeGuard {
-                        pipe: Some(pipe),
-                        in_pipe: left,
-                    },
-                    Small::Stuck(rest) => {
-                        // Boxed with its bytes, like the copy fallback: a rare path that has
-                        // allocated already, so every task holds a pointer rather than its state.
-                        let sent = Box::pin(async move {
-                            super::Shared(dst)
-                                .write_all(&rest)
-                                .await
-                                .map(|()| rest.len())
-                        });
-                        tally.add(sent.await?);
-                        continue;
+                    Err(e) => {
+                        pipe.put(true);
+                        match e {
+                            e if e.kind() == io::ErrorKind::WouldBlock => {}
+                            // splice(2) refuses this pair of fds; the pipe is empty, so the
+                            // buffered copy can take over from here without losing a byte.
+                            e if unsupported(&e) => return Poll::Ready(Ok(Outcome::Unsupported)),
+                            e => return Poll::Ready(Err(e)),
+                        }
                     }
-                }
-            };
-            // Drain everything before filling again; EAGAIN here means "socket full".
-            while g.in_pipe > 0 {
-                std::future::poll_fn(|cx| dst.poll_write_ready(cx)).await?;
-                let Some(pipe) = g.pipe.as_ref() else {
-                    return Ok(Outcome::Done);
-                };
-                match dst.try_io(Interest::WRITABLE, || {
-                    pipe.drain_to(dst.as_raw_fd(), g.in_pipe)
-                }) {
-                    Ok(m) => {
-                        g.in_pipe -= m;
-                        tally.add(m);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(e),
                 }
             }
-            drop(g);
-            // Bound the burst: a connection that always has data must still let the worker's
-            // other connections run.
-            tokio::task::consume_budget().await;
         }
     }
 }
