@@ -187,6 +187,138 @@ fn every_refusal_reason_is_logged_counted_and_closed_and_the_next_connection_rou
     );
 }
 
+/// Hostile and broken first bytes, each with the reason the gateway must give, one gateway for
+/// all (so each counter moves by exactly one), a good connection after each (`refuses`).
+#[test]
+fn the_bad_input_battery_is_refused_case_by_case() {
+    let mut fx = Fixture::start(&[]);
+    let west = WEST_SNI.as_bytes();
+    let long_label = "a".repeat(63);
+    let too_long =
+        format!("outbound_.8080_._.{long_label}.{long_label}.{long_label}.{long_label}.local");
+    assert!(too_long.len() > 253);
+    let cases: &[(&str, &str, Vec<u8>)] = &[
+        // An SSLv2-compatible ClientHello (two-byte header with the high bit set), as very old
+        // clients and some scanners send: not a TLS record at all.
+        ("sslv2 hello", "not_tls", {
+            let mut v2 = vec![
+                0x80, 0x2e, 0x01, 0x00, 0x02, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10,
+            ];
+            v2.extend(
+                [0x00, 0x00, 0x2f, 0x00, 0x00, 0x35, 0x00, 0x00, 0x0a]
+                    .repeat(2)
+                    .iter()
+                    .take(21),
+            );
+            v2.extend([0x42; 16]);
+            v2
+        }),
+        // A record of another content type carrying a real hello (application data, alert).
+        (
+            "application data record",
+            "not_tls",
+            retyped(0x17, rustls_client_hello(WEST_SNI)),
+        ),
+        (
+            "alert record",
+            "not_tls",
+            retyped(0x15, rustls_client_hello(WEST_SNI)),
+        ),
+        // A record header announcing more than TLS allows (2^14 + 1 bytes), then EOF-free
+        // silence: refused at the header, without waiting for the body.
+        (
+            "record over 2^14",
+            "malformed_client_hello",
+            vec![0x16, 0x03, 0x01, 0x40, 0x01, 0x01],
+        ),
+        // RFC 6066: at most one host_name in the list.
+        (
+            "two server names",
+            "malformed_client_hello",
+            hello_with_names(&[west, b"other.ns.svc.cluster.local"]),
+        ),
+        ("IPv4 literal", "bad_sni", hello_with_names(&[b"127.0.0.1"])),
+        ("IPv6 literal", "bad_sni", hello_with_names(&[b"::1"])),
+        (
+            "name over 253 bytes",
+            "bad_sni",
+            hello_with_names(&[too_long.as_bytes()]),
+        ),
+        (
+            "non-ASCII name",
+            "bad_sni",
+            hello_with_names(&["outbound_.8080_._.w\u{e9}st.west.svc.cluster.local".as_bytes()]),
+        ),
+        (
+            "NUL in name",
+            "bad_sni",
+            hello_with_names(&[b"outbound_.8080_._.west\0.west.svc.cluster.local"]),
+        ),
+        (
+            "empty name",
+            "bad_sni",
+            hello_with_names(&[b""]),
+        ),
+        (
+            "port 65536",
+            "bad_istio_name",
+            hello_with_names(&[b"outbound_.65536_._.west.west.svc.cluster.local"]),
+        ),
+        (
+            "port in letters",
+            "bad_istio_name",
+            hello_with_names(&[b"outbound_.eighty_._.west.west.svc.cluster.local"]),
+        ),
+        (
+            "port 0",
+            "bad_istio_name",
+            hello_with_names(&[b"outbound_.0_._.west.west.svc.cluster.local"]),
+        ),
+        (
+            "empty host",
+            "bad_istio_name",
+            hello_with_names(&[b"outbound_.8080_._"]),
+        ),
+        (
+            "host still holding _.",
+            "bad_istio_name",
+            hello_with_names(&[b"outbound_.8080_._.a_.west.west.svc.cluster.local"]),
+        ),
+        (
+            "host not exposed",
+            "host_not_exposed",
+            hello_with_names(&[b"outbound_.8080_._.secret.ns.svc.example.com"]),
+        ),
+        (
+            "unknown service",
+            "no_route",
+            hello_with_names(&[b"outbound_.8080_._.nope.west.svc.cluster.local"]),
+        ),
+    ];
+    let failed: Vec<String> = cases
+        .iter()
+        .filter_map(|(name, reason, bytes)| {
+            catch_unwind(AssertUnwindSafe(|| {
+                fx.refuses(reason, |c| send_tolerating_close(c, bytes));
+            }))
+            .err()
+            .map(|_| format!("{name} (expected {reason})"))
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "failing cases: {failed:?}; gateway log:\n{}",
+        fx.gw.dump()
+    );
+    // The hand-built hello itself is good: with the west name it is forwarded byte for byte.
+    let good = hello_with_names(&[west]);
+    let mut client = connect(fx.gw.addr());
+    client.write_all(&good).unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut up = fx.upstream.accept();
+    assert_eq!(read_until_closed(&mut up), good);
+}
+
 #[test]
 fn client_hello_too_large_is_refused_at_the_configured_cap() {
     let mut fx = Fixture::start(&["--max-client-hello", "1024"]);
@@ -315,4 +447,43 @@ fn with_sni_byte_replaced(sni: &str, index: usize, byte: u8) -> Vec<u8> {
     assert_eq!(at.len(), 1, "the SNI must appear once in the hello");
     hello[at[0] + index] = byte;
     hello
+}
+
+/// `hello` with its record's content type replaced.
+fn retyped(content_type: u8, mut hello: Vec<u8>) -> Vec<u8> {
+    hello[0] = content_type;
+    hello
+}
+
+/// A minimal TLS 1.2-style ClientHello in one record whose server_name extension lists `names`
+/// as host_name entries, each written as given (no validation: that is the gateway's job).
+fn hello_with_names(names: &[&[u8]]) -> Vec<u8> {
+    fn u16be(n: usize) -> [u8; 2] {
+        u16::try_from(n).unwrap().to_be_bytes()
+    }
+    let mut list = Vec::new();
+    for name in names {
+        list.push(0); // host_name
+        list.extend(u16be(name.len()));
+        list.extend(*name);
+    }
+    let mut sni = u16be(list.len()).to_vec();
+    sni.extend(list);
+    let mut extensions = vec![0, 0]; // server_name
+    extensions.extend(u16be(sni.len()));
+    extensions.extend(sni);
+    let mut body = vec![0x03, 0x03]; // legacy_version
+    body.extend([0x11; 32]); // random
+    body.push(0); // legacy_session_id: empty
+    body.extend([0, 2, 0x13, 0x01]); // one cipher suite
+    body.extend([1, 0]); // null compression
+    body.extend(u16be(extensions.len()));
+    body.extend(extensions);
+    let mut message = vec![1]; // client_hello
+    message.extend(&(body.len() as u32).to_be_bytes()[1..]);
+    message.extend(body);
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend(u16be(message.len()));
+    record.extend(message);
+    record
 }
