@@ -219,6 +219,16 @@ pub struct RunArgs {
           value_parser = at_least_one)]
     pub max_connections: Option<usize>,
 
+    /// Connections still sending their ClientHello past which a new one gets only
+    /// --sniff-timeout-pressured to send its own [default: 4096].
+    #[arg(long, env = "EASTWEST_MAX_SNIFFING", value_name = "N",
+          value_parser = at_least_one)]
+    pub max_sniffing: Option<usize>,
+
+    /// Sniff timeout of connections accepted past --max-sniffing [default: 1s].
+    #[arg(long, env = "EASTWEST_SNIFF_TIMEOUT_PRESSURED", value_parser = duration, value_name = "DURATION")]
+    pub sniff_timeout_pressured: Option<Duration>,
+
     /// Upstream connect attempts per connection, each to another endpoint, 1 to 16 (each may
     /// take the whole connect timeout while the client waits) [default: 3].
     #[arg(long, env = "EASTWEST_CONNECT_ATTEMPTS", value_name = "N",

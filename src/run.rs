@@ -145,6 +145,9 @@ fn settings(args: &RunArgs) -> Result<Settings> {
     if let Some(d) = args.sniff_timeout {
         timeouts.sniff = d;
     }
+    if let Some(d) = args.sniff_timeout_pressured {
+        timeouts.sniff_pressured = d;
+    }
     if let Some(d) = args.connect_timeout {
         timeouts.connect = d;
     }
@@ -160,6 +163,9 @@ fn settings(args: &RunArgs) -> Result<Settings> {
     }
     if let Some(n) = args.max_connections {
         limits.max_connections = n;
+    }
+    if let Some(n) = args.max_sniffing {
+        limits.max_sniffing = n;
     }
     if let Some(n) = args.connect_attempts {
         limits.connect_attempts = n;
@@ -380,6 +386,10 @@ fn parse_addr(s: &str) -> Result<SocketAddr> {
 async fn serve(settings: Settings) -> Result<()> {
     // Signal handlers first: a SIGTERM that lands while the workers start must drain, not kill.
     let mut signals = Signals::new()?;
+    match eastwest_proxy::raise_fd_limit() {
+        Ok(n) => tracing::info!(limit = n, "open files limit"),
+        Err(e) => tracing::warn!("could not read or raise the open files limit: {e}"),
+    }
     let metrics = Arc::new(Metrics::new());
     let mut started = Vec::new();
     for spec in &settings.sources {
@@ -533,6 +543,7 @@ fn config_json(settings: &Settings) -> serde_json::Value {
         "istio_mtls_only": p.istio_mtls_only,
         "timeouts": {
             "sniff": format!("{:?}", p.timeouts.sniff),
+            "sniff_pressured": format!("{:?}", p.timeouts.sniff_pressured),
             "connect": format!("{:?}", p.timeouts.connect),
             "idle": format!("{:?}", p.timeouts.idle),
             "drain": format!("{:?}", p.timeouts.drain),
@@ -540,6 +551,7 @@ fn config_json(settings: &Settings) -> serde_json::Value {
         "limits": {
             "max_client_hello": p.limits.max_client_hello,
             "max_connections": p.limits.max_connections,
+            "max_sniffing": p.limits.max_sniffing,
             "connect_attempts": p.limits.connect_attempts,
             "eject_after_failures": p.limits.eject_after_failures,
             "ejection_time": format!("{:?}", p.limits.ejection_time),

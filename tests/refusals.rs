@@ -254,11 +254,7 @@ fn the_bad_input_battery_is_refused_case_by_case() {
             "bad_sni",
             hello_with_names(&[b"outbound_.8080_._.west\0.west.svc.cluster.local"]),
         ),
-        (
-            "empty name",
-            "bad_sni",
-            hello_with_names(&[b""]),
-        ),
+        ("empty name", "bad_sni", hello_with_names(&[b""])),
         (
             "port 65536",
             "bad_istio_name",

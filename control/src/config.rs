@@ -119,6 +119,10 @@ pub struct TimeoutsSpec {
     /// `sniff: 15s` — time allowed for a complete TLS ClientHello to arrive.
     #[serde(default, deserialize_with = "opt::<_, Dur, _>")]
     pub sniff: Option<Duration>,
+    /// `sniff_pressured: 1s` — the sniff timeout of a connection that arrives while more than
+    /// `limits.max_sniffing` connections are still sniffing (never longer than `sniff`).
+    #[serde(default, deserialize_with = "opt::<_, Dur, _>")]
+    pub sniff_pressured: Option<Duration>,
     /// `connect: 10s` — time allowed for one upstream TCP connect.
     #[serde(default, deserialize_with = "opt::<_, Dur, _>")]
     pub connect: Option<Duration>,
@@ -140,6 +144,10 @@ pub struct LimitsSpec {
     /// `max_connections: 100000` — connections open at once; more are refused (at least 1).
     #[serde(default, deserialize_with = "opt::<_, Bounded<1, { u64::MAX }>, _>")]
     pub max_connections: Option<usize>,
+    /// `max_sniffing: 4096` — connections still sending their ClientHello past which a new one
+    /// gets only `timeouts.sniff_pressured` (at least 1).
+    #[serde(default, deserialize_with = "opt::<_, Bounded<1, { u64::MAX }>, _>")]
+    pub max_sniffing: Option<usize>,
     /// `connect_attempts: 3` — upstream connect attempts per connection, each to another
     /// endpoint (1 to 16, as `--connect-attempts`). Each attempt may take the whole connect
     /// timeout while the client waits, so 16 already lets one connection hang 16 × 10s by
@@ -321,6 +329,7 @@ impl Config {
         let t = &self.timeouts;
         Timeouts {
             sniff: t.sniff.unwrap_or(base.sniff),
+            sniff_pressured: t.sniff_pressured.unwrap_or(base.sniff_pressured),
             connect: t.connect.unwrap_or(base.connect),
             idle: t.idle.unwrap_or(base.idle),
             drain: t.drain.unwrap_or(base.drain),
@@ -333,6 +342,7 @@ impl Config {
         Limits {
             max_client_hello: l.max_client_hello.unwrap_or(base.max_client_hello),
             max_connections: l.max_connections.unwrap_or(base.max_connections),
+            max_sniffing: l.max_sniffing.unwrap_or(base.max_sniffing),
             connect_attempts: l.connect_attempts.unwrap_or(base.connect_attempts),
             eject_after_failures: l.eject_after_failures.unwrap_or(base.eject_after_failures),
             ejection_time: l.ejection_time.unwrap_or(base.ejection_time),

@@ -52,6 +52,10 @@ pub struct ListenerConfig {
 pub struct Timeouts {
     /// Time allowed for a complete ClientHello to arrive (Envoy's listener filter timeout: 15s).
     pub sniff: Duration,
+    /// The sniff timeout of a connection accepted while more than `max_sniffing` others are
+    /// still sniffing (Envoy's overload manager scales timeouts down the same way): a real
+    /// client sends its whole ClientHello at once, a trickling one is cut early.
+    pub sniff_pressured: Duration,
     /// Time allowed for one upstream TCP connect (Istio's default connectTimeout: 10s).
     pub connect: Duration,
     /// A connection with no bytes in either direction for this long is closed (Istio's TCP
@@ -65,6 +69,7 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             sniff: Duration::from_secs(15),
+            sniff_pressured: Duration::from_secs(1),
             connect: Duration::from_secs(10),
             idle: Duration::from_secs(3600),
             drain: Duration::from_secs(20),
@@ -81,6 +86,9 @@ pub struct Limits {
     pub max_client_hello: usize,
     /// Connections open at once across all listeners; more are refused at accept.
     pub max_connections: usize,
+    /// Connections still sending their ClientHello, across listeners, past which a new
+    /// connection gets only `sniff_pressured` to send its own.
+    pub max_sniffing: usize,
     /// Upstream connect attempts per connection, each to a different endpoint.
     pub connect_attempts: u32,
     /// Consecutive connect failures after which an endpoint is ejected.
@@ -94,6 +102,7 @@ impl Default for Limits {
         Limits {
             max_client_hello: 64 * 1024,
             max_connections: 100_000,
+            max_sniffing: 4096,
             connect_attempts: 3,
             eject_after_failures: 3,
             ejection_time: Duration::from_secs(30),

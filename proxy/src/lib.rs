@@ -20,3 +20,5 @@ pub mod server;
 pub mod sni;
 pub mod sniff;
 mod sys;
+
+pub use sys::raise_fd_limit;

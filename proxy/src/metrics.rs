@@ -130,6 +130,8 @@ pub struct Metrics {
     registry: Registry,
     accepted: Family<ListenerLabel, Counter>,
     active: Family<ListenerLabel, Gauge>,
+    sniffing: Family<ListenerLabel, Gauge>,
+    accept_errors: Family<ListenerLabel, Counter>,
     closed: Family<ReasonLabels, Counter>,
     refused: Family<ReasonLabels, Counter>,
     bytes: Family<DirectionLabels, Counter>,
@@ -162,6 +164,8 @@ impl Metrics {
             registry: Registry::with_prefix("eastwest"),
             accepted: Family::default(),
             active: Family::default(),
+            sniffing: Family::default(),
+            accept_errors: Family::default(),
             closed: Family::default(),
             refused: Family::default(),
             bytes: Family::default(),
@@ -191,6 +195,16 @@ impl Metrics {
             "connections_active",
             "Connections open now",
             m.active.clone(),
+        );
+        r.register(
+            "connections_sniffing",
+            "Connections still sending their ClientHello",
+            m.sniffing.clone(),
+        );
+        r.register(
+            "accept_errors",
+            "accept(2) failures (out of file descriptors or memory); the listener backs off",
+            m.accept_errors.clone(),
         );
         r.register(
             "connections_closed",
@@ -339,6 +353,8 @@ impl Metrics {
         Arc::new(ListenerMetrics {
             accepted: self.accepted.get_or_create(&l).clone(),
             active: self.active.get_or_create(&l).clone(),
+            sniffing: self.sniffing.get_or_create(&l).clone(),
+            accept_errors: self.accept_errors.get_or_create(&l).clone(),
             closed: per_reason(&self.closed, false),
             refused: per_reason(&self.refused, true),
             bytes_upstream: dir("upstream"),
@@ -424,6 +440,8 @@ impl SourceMetrics {
 pub struct ListenerMetrics {
     pub accepted: Counter,
     pub active: Gauge,
+    pub sniffing: Gauge,
+    pub accept_errors: Counter,
     closed: [Counter; Reason::ALL.len()],
     refused: [Counter; Reason::ALL.len()],
     pub bytes_upstream: Counter,

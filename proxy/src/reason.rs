@@ -23,6 +23,9 @@ pub enum Reason {
     BadSni,
     BadIstioName,
     SniffTimeout,
+    /// More than `max_sniffing` connections were still sending their ClientHello when this one
+    /// arrived, and its own did not complete within the shorter `sniff_pressured` timeout.
+    SniffOverload,
     /// The client closed (or failed) before a complete ClientHello arrived.
     SniffEof,
     /// `istio_mtls_only` is on and the ClientHello offers none of Istio's ALPNs.
@@ -38,7 +41,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 21] = [
         Reason::Closed,
         Reason::IdleTimeout,
         Reason::Drained,
@@ -51,6 +54,7 @@ impl Reason {
         Reason::BadSni,
         Reason::BadIstioName,
         Reason::SniffTimeout,
+        Reason::SniffOverload,
         Reason::SniffEof,
         Reason::NotIstioMtls,
         Reason::HostNotExposed,
@@ -76,6 +80,7 @@ impl Reason {
             Reason::BadSni => "bad_sni",
             Reason::BadIstioName => "bad_istio_name",
             Reason::SniffTimeout => "sniff_timeout",
+            Reason::SniffOverload => "sniff_overload",
             Reason::SniffEof => "sniff_eof",
             Reason::NotIstioMtls => "not_istio_mtls",
             Reason::HostNotExposed => "host_not_exposed",

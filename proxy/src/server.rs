@@ -39,6 +39,8 @@ pub struct Lifecycle {
     pub draining: AtomicBool,
     /// Connections open now, across listeners and workers (the connection limit's count).
     open: AtomicUsize,
+    /// Connections still sniffing now, across listeners and workers (`max_sniffing`'s count).
+    sniffing: AtomicUsize,
     /// Woken when `open` drops to zero, so drain ends as soon as the last connection does.
     idle: Notify,
 }
@@ -323,7 +325,9 @@ async fn accept_loop(
                 tokio::spawn(async move { serve(stream, peer, &ctx).await });
             }
             Err(e) => {
-                // EMFILE/ENFILE/ENOBUFS and friends: wait for resources rather than spin.
+                // EMFILE/ENFILE/ENOBUFS and friends: wait for resources rather than spin. The
+                // connection stays in the kernel's queue and is accepted once fds are free.
+                ctx.metrics.accept_errors.inc();
                 let pause = backoff.next();
                 tracing::warn!(
                     listener = ctx.cfg.name,
@@ -332,6 +336,25 @@ async fn accept_loop(
                 tokio::time::sleep(pause).await;
             }
         }
+    }
+}
+
+/// Counts a connection as sniffing (globally for the limit, per listener for the gauge) while it
+/// lives; `.0` is the count with this one.
+struct SniffSlot<'a>(usize, &'a ListenerCtx);
+
+impl<'a> SniffSlot<'a> {
+    fn new(ctx: &'a ListenerCtx) -> Self {
+        ctx.metrics.sniffing.inc();
+        let n = ctx.lifecycle.sniffing.fetch_add(1, Ordering::AcqRel) + 1;
+        SniffSlot(n, ctx)
+    }
+}
+
+impl Drop for SniffSlot<'_> {
+    fn drop(&mut self) {
+        self.1.lifecycle.sniffing.fetch_sub(1, Ordering::AcqRel);
+        self.1.metrics.sniffing.dec();
     }
 }
 
@@ -406,7 +429,17 @@ async fn open(
 ) -> Result<(TcpStream, Arc<Endpoint>, Arc<RouteStats>), Reason> {
     let p = &ctx.proxy;
     let t0 = Instant::now();
-    let sniffed = sniff::sniff(client, p.limits.max_client_hello, p.timeouts.sniff).await;
+    let slot = SniffSlot::new(ctx);
+    let (timeout, pressured) = if slot.0 > p.limits.max_sniffing {
+        (p.timeouts.sniff_pressured.min(p.timeouts.sniff), true)
+    } else {
+        (p.timeouts.sniff, false)
+    };
+    let sniffed = match sniff::sniff(client, p.limits.max_client_hello, timeout).await {
+        Err(Reason::SniffTimeout) if pressured => Err(Reason::SniffOverload),
+        other => other,
+    };
+    drop(slot);
     ctx.metrics.observe_sniff(t0.elapsed());
     // A fixed passthrough listener takes any ClientHello, with or without a usable SNI.
     let hello = match (sniffed, &ctx.cfg.forward_to) {

@@ -16,12 +16,14 @@ listeners:
   - listen: "[::]:15444"
 timeouts:
   sniff: 500ms
+  sniff_pressured: 250ms
   connect: 10s
   idle: 1h
   drain: 1m30s
 limits:
   max_client_hello: 131072
   max_connections: 1000
+  max_sniffing: 64
   connect_attempts: 2
   eject_after_failures: 5
   ejection_time: 45s
@@ -82,6 +84,7 @@ fn every_setting() {
         c.timeouts(Timeouts::default()),
         Timeouts {
             sniff: Duration::from_millis(500),
+            sniff_pressured: Duration::from_millis(250),
             connect: Duration::from_secs(10),
             idle: Duration::from_secs(3600),
             drain: Duration::from_secs(90),
@@ -92,6 +95,7 @@ fn every_setting() {
         Limits {
             max_client_hello: 131072,
             max_connections: 1000,
+            max_sniffing: 64,
             connect_attempts: 2,
             eject_after_failures: 5,
             ejection_time: Duration::from_secs(45),
@@ -239,7 +243,7 @@ fn unknown_fields_are_rejected_where_they_are() {
     assert_eq!(
         error("timeouts:\n  sniff: 1s\n  conect: 2s\n"),
         "/etc/eastwest/config.yaml:3:3: timeouts.conect: unknown field `conect`, expected one of \
-         sniff, connect, idle, drain"
+         sniff, sniff_pressured, connect, idle, drain"
     );
     assert_eq!(
         error("listeners:\n  - listen: 0.0.0.0:1\n    host: [a.local]\n"),
