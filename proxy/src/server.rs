@@ -430,10 +430,12 @@ async fn open(
     let p = &ctx.proxy;
     let t0 = Instant::now();
     let slot = SniffSlot::new(ctx);
-    let (timeout, pressured) = if slot.0 > p.limits.max_sniffing {
-        (p.timeouts.sniff_pressured.min(p.timeouts.sniff), true)
+    // Only a timeout shorter than the usual one is an overload refusal.
+    let pressured = slot.0 > p.limits.max_sniffing && p.timeouts.sniff_pressured < p.timeouts.sniff;
+    let timeout = if pressured {
+        p.timeouts.sniff_pressured
     } else {
-        (p.timeouts.sniff, false)
+        p.timeouts.sniff
     };
     let sniffed = match sniff::sniff(client, p.limits.max_client_hello, timeout).await {
         Err(Reason::SniffTimeout) if pressured => Err(Reason::SniffOverload),
