@@ -3,27 +3,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-
-use support::{EVENT_TIMEOUT, Gateway, Upstream, WEST_SNI, assert_forwards, http_get};
-
-/// One request with `method` and an empty body; the response's status code.
-fn status(addr: SocketAddr, method: &str, path: &str) -> u16 {
-    let mut s = TcpStream::connect(addr).expect("connect admin");
-    s.set_read_timeout(Some(EVENT_TIMEOUT)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    resp.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
+use support::{Gateway, Upstream, WEST_SNI, assert_forwards, http_get, http_request};
 
 #[test]
 fn the_admin_port_serves_reads_only() {
@@ -49,7 +29,11 @@ fn the_admin_port_serves_reads_only() {
     ];
     for path in ours.iter().chain(&envoys) {
         for method in ["POST", "PUT", "DELETE", "PATCH"] {
-            assert_eq!(status(gw.admin, method, path), 405, "{method} {path}");
+            assert_eq!(
+                http_request(gw.admin, method, path).0,
+                405,
+                "{method} {path}"
+            );
         }
     }
     for path in ours {

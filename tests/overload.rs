@@ -32,25 +32,12 @@ fn served(gw: &Gateway, upstream: &Upstream) {
     assert_eq!(read_until_closed(&mut client), b"!");
 }
 
-/// Raises the test process's soft fd limit to its hard limit (a CI shell may start at 1024).
-fn raise_own_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read or write one valid rlimit.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        lim.rlim_cur = lim.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-    }
-}
-
 #[test]
 fn a_flood_of_trickling_clients_is_bounded_and_real_clients_are_served() {
     const FLOOD: usize = 2000;
     const MAX_SNIFFING: usize = 100;
-    raise_own_fd_limit();
+    // 2,000 client sockets here, as many in the gateway (which raises its own limit too).
+    eastwest_proxy::raise_fd_limit().unwrap();
     let upstream = Upstream::bind();
     let route = route(&upstream);
     let gw = Gateway::start(&[

@@ -102,8 +102,7 @@ fn a_reset_mid_stream_ends_that_connection_only() {
 
     let mut client = connect(gw.addr());
     client.write_all(&hello).unwrap();
-    let up = upstream.accept();
-    let mut up = up;
+    let mut up = upstream.accept();
     up.read_exact(&mut vec![0u8; hello.len()]).unwrap();
     up.write_all(b"partial answer").unwrap();
     // The pod dies: SO_LINGER 0 makes close(2) send a reset.

@@ -120,7 +120,7 @@ pub struct TimeoutsSpec {
     #[serde(default, deserialize_with = "opt::<_, Dur, _>")]
     pub sniff: Option<Duration>,
     /// `sniff_pressured: 1s` — the sniff timeout of a connection that arrives while more than
-    /// `limits.max_sniffing` connections are still sniffing (never longer than `sniff`).
+    /// `limits.max_sniffing` connections are still sniffing (no effect unless shorter than `sniff`).
     #[serde(default, deserialize_with = "opt::<_, Dur, _>")]
     pub sniff_pressured: Option<Duration>,
     /// `connect: 10s` — time allowed for one upstream TCP connect.

@@ -54,7 +54,8 @@ pub struct Timeouts {
     pub sniff: Duration,
     /// The sniff timeout of a connection accepted while more than `max_sniffing` others are
     /// still sniffing (Envoy's overload manager scales timeouts down the same way): a real
-    /// client sends its whole ClientHello at once, a trickling one is cut early.
+    /// client sends its whole ClientHello at once, a trickling one is cut early. No effect
+    /// unless shorter than `sniff`.
     pub sniff_pressured: Duration,
     /// Time allowed for one upstream TCP connect (Istio's default connectTimeout: 10s).
     pub connect: Duration,

@@ -574,9 +574,10 @@ mod splice {
                     // Readiness through the socket's own waker slot (one reader and one writer
                     // per socket here), not a `writable()` future with its waiter node.
                     ready!(dst.poll_write_ready(cx))?;
-                    let (Some(pipe), left) = (self.pipe.as_ref(), self.in_pipe) else {
+                    let Some(pipe) = self.pipe.as_ref() else {
                         return Poll::Ready(Err(io::Error::other("bytes counted in no pipe")));
                     };
+                    let left = self.in_pipe;
                     match dst.try_io(Interest::WRITABLE, || pipe.drain_to(dst.as_raw_fd(), left)) {
                         Ok(m) => {
                             self.in_pipe -= m;
@@ -641,12 +642,13 @@ mod splice {
                     }
                     Err(e) => {
                         pipe.put(true);
-                        match e {
-                            e if e.kind() == io::ErrorKind::WouldBlock => {}
-                            // splice(2) refuses this pair of fds; the pipe is empty, so the
-                            // buffered copy can take over from here without losing a byte.
-                            e if unsupported(&e) => return Poll::Ready(Ok(Outcome::Unsupported)),
-                            e => return Poll::Ready(Err(e)),
+                        // splice(2) refusing this pair of fds: the pipe is empty, so the
+                        // buffered copy can take over from here without losing a byte.
+                        if unsupported(&e) {
+                            return Poll::Ready(Ok(Outcome::Unsupported));
+                        }
+                        if e.kind() != io::ErrorKind::WouldBlock {
+                            return Poll::Ready(Err(e));
                         }
                     }
                 }
