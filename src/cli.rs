@@ -225,6 +225,13 @@ pub struct RunArgs {
           value_parser = at_least_one)]
     pub max_sniffing: Option<usize>,
 
+    /// Kubernetes watches are ended by the API server after this long and re-opened; one
+    /// silent for this + 5s is taken as stalled and re-opened, a list silent for this + 10s is
+    /// retried (whole seconds, 1s to 1h) [default: 60s]. Needs --kube or `clusters:`.
+    #[arg(long, env = "EASTWEST_WATCH_TIMEOUT", value_name = "DURATION",
+          value_parser = eastwest_control::parse_watch_timeout)]
+    pub watch_timeout: Option<Duration>,
+
     /// Sniff timeout of connections accepted past --max-sniffing [default: 1s].
     #[arg(long, env = "EASTWEST_SNIFF_TIMEOUT_PRESSURED", value_parser = duration, value_name = "DURATION")]
     pub sniff_timeout_pressured: Option<Duration>,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use eastwest_control::kube::{Connection, KubeOptions, KubeSource};
+use eastwest_control::kube::{Connection, DEFAULT_WATCH_TIMEOUT, KubeOptions, KubeSource};
 use eastwest_control::{Config, FileSource, ReloadEvent, ServiceSpec};
 use eastwest_proxy::admin::{self, AdminState, NamedRoutes};
 use eastwest_proxy::config::{Balance, ForwardMode, Limits, ListenerConfig, ProxyConfig, Timeouts};
@@ -237,6 +237,16 @@ fn route_sources(
     istio_mtls_only: bool,
 ) -> Result<(Vec<SourceSpec>, Vec<usize>)> {
     let kube = args.kube || args.kubeconfig.is_some() || args.context.is_some();
+    let watch_timeout = args
+        .watch_timeout
+        .or(file.timeouts.watch)
+        .unwrap_or(DEFAULT_WATCH_TIMEOUT);
+    if args.watch_timeout.is_some() && !kube && file.clusters.is_empty() {
+        bail!(
+            "--watch-timeout applies to Kubernetes watches, and there are none; add --kube (or \
+             --kubeconfig) or list `clusters:` in the config file"
+        );
+    }
     let default = if kube {
         if let Some(f) = &services_file {
             bail!(
@@ -248,6 +258,7 @@ fn route_sources(
         let mut options =
             KubeOptions::new(args.cluster_id.as_deref().unwrap_or(DEFAULT_CLUSTER_ID));
         options.istio_mtls_only = istio_mtls_only;
+        options.watch_timeout = watch_timeout;
         if let Some(d) = &args.cluster_domain {
             options.cluster_domain = d.clone();
         }
@@ -297,6 +308,7 @@ fn route_sources(
     for c in &file.clusters {
         let mut options = KubeOptions::new(&c.name);
         options.istio_mtls_only = istio_mtls_only;
+        options.watch_timeout = watch_timeout;
         options.cluster_domain = c.cluster_domain.clone();
         options.network = c.network.clone();
         options.namespaces = c.namespaces.clone();
@@ -528,6 +540,7 @@ fn config_json(settings: &Settings) -> serde_json::Value {
                 "namespaces": options.namespaces,
                 "gateway_namespace": options.gateway_namespace,
                 "istio_mtls_only": options.istio_mtls_only,
+                "watch_timeout": format!("{:?}", options.watch_timeout),
                 "static_services": statics.len(),
             }),
         })
@@ -612,7 +625,7 @@ async fn start_source(spec: &SourceSpec, metrics: &Arc<Metrics>) -> Result<Start
             statics,
         } => {
             let (client, url) = connection
-                .client()
+                .client(options.watch_timeout)
                 .await
                 .with_context(|| format!("cluster {}", options.cluster_id))?;
             tracing::info!(

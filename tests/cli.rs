@@ -15,7 +15,7 @@ use support::{
 };
 
 /// Every `eastwest run` option.
-const RUN_FLAGS: [&str; 28] = [
+const RUN_FLAGS: [&str; 29] = [
     "--config",
     "--listen",
     "--admin",
@@ -40,6 +40,7 @@ const RUN_FLAGS: [&str; 28] = [
     "--connect-timeout",
     "--idle-timeout",
     "--drain-timeout",
+    "--watch-timeout",
     "--max-client-hello",
     "--max-connections",
     "--connect-attempts",
@@ -468,6 +469,7 @@ fn kubernetes_options_that_would_do_nothing_exit_2() {
         ("--cluster-domain", "corp.example"),
         ("--network", "network2"),
         ("--namespace", "west"),
+        ("--watch-timeout", "30s"),
     ] {
         let out = run(&[&endpoints[..], &[flag, value]].concat());
         let err = stderr(&out);
@@ -484,6 +486,14 @@ fn kubernetes_options_that_would_do_nothing_exit_2() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("--kube") && err.contains("services.yaml"),
+        "{err}"
+    );
+    // A watch timeout the API server cannot take.
+    let out = run(&["--kube", "--watch-timeout", "500ms"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--watch-timeout") && err.contains("whole seconds, 1s to 1h"),
         "{err}"
     );
     // A namespace that cannot exist is refused by the flag parser.

@@ -15,7 +15,7 @@ use eastwest_kube_double::{ApiServer, ApiServerOptions, RequestRecord, ResourceT
 use serde_json::Value;
 use support::{
     Gateway, Upstream, assert_refused, forwards_to_one_of, rustls_client_hello,
-    send_tolerating_close, wait_until,
+    send_tolerating_close, wait_until, wait_until_within,
 };
 
 const SNI: &str = "outbound_.80_._.echo.ns.svc.cluster.local";
@@ -161,11 +161,15 @@ fn wait_error(gw: &mut Gateway, kind: &str) -> Value {
 /// `ns/echo` with one pod at `a` (127.0.0.2), a spare upstream `b` (127.0.0.3), and a synced
 /// gateway whose slice watch is open.
 fn echo_watched() -> (Api, Upstream, Upstream, Gateway) {
+    echo_watched_with(&[])
+}
+
+fn echo_watched_with(extra: &[&str]) -> (Api, Upstream, Upstream, Gateway) {
     let api = Api::new();
     let (a, b) = (upstream(2), upstream(3));
     api.apply(echo_service());
     api.apply(slice("echo-a", &a, ready));
-    let gw = gateway(&api, &[]);
+    let gw = gateway(&api, extra);
     api.wait_requests(1, |r| r.is_open_watch_of("endpointslices"));
     (api, a, b, gw)
 }
@@ -345,6 +349,148 @@ fn while_the_api_server_is_away_the_last_routes_keep_serving() {
             "eastwest_source_watch_restarts_total{source=\"west\",resource=\"endpointslices\"}"
         ) >= 1.0
     );
+}
+
+/// The slice relist counter of source `west`.
+fn slice_relists(gw: &Gateway) -> f64 {
+    gw.metric("eastwest_source_relists_total{source=\"west\",resource=\"endpointslices\"}")
+}
+
+#[test]
+fn a_watch_that_stalls_is_given_up_and_reopened_and_the_routes_catch_up() {
+    // Watches end every 3 s; one silent for 3 + 5 s is stalled.
+    let (api, a, b, mut gw) = echo_watched_with(&["--watch-timeout", "3s"]);
+    let opened = api.open_slice_watches();
+
+    // The open watches go silent with their connections up (and no longer end on time): a
+    // change made now is not delivered by them.
+    api.server.stall_watches();
+    api.apply(slice("echo-b", &b, ready));
+    assert_eq!(
+        forwards_to_one_of(&mut gw, &[&a], SNI),
+        0,
+        "routes that worked"
+    );
+
+    // The gateway gives the silent watch up and resumes from where it was: the change arrives,
+    // without a relist.
+    api.wait_requests(opened + 1, |r| r.is_open_watch_of("endpointslices"));
+    wait_endpoint(&gw, &b, true);
+    assert_eq!(slice_relists(&gw), 0.0, "a re-opened watch resumes");
+    let mut reached = [0; 2];
+    for _ in 0..2 {
+        reached[forwards_to_one_of(&mut gw, &[&a, &b], SNI)] += 1;
+    }
+    assert_eq!(reached, [1, 1]);
+}
+
+#[test]
+fn an_api_server_that_takes_requests_and_never_answers_is_retried() {
+    // Responses silent for 1 + 10 s are given up.
+    let (api, a, b, mut gw) = echo_watched_with(&["--watch-timeout", "1s"]);
+
+    // Every request is now held without an answer; the watches end and their re-opening hangs.
+    api.server.set_delay(Duration::from_secs(3600));
+    api.server.drop_watches();
+    let line = wait_error(&mut gw, "timeout");
+    let message = line["message"].as_str().unwrap();
+    assert!(message.contains("sent nothing for 11s"), "{message}");
+    assert!(
+        message.contains("keeping the last good routes"),
+        "{message}"
+    );
+    assert_eq!(forwards_to_one_of(&mut gw, &[&a], SNI), 0);
+    assert_eq!(gw.admin_get("/healthz/ready").0, 200);
+
+    // Answering again: the retry gets through and changes flow.
+    api.server.set_delay(Duration::ZERO);
+    api.apply(slice("echo-b", &b, ready));
+    wait_until_within(BACKOFF_WAIT, "echo-b listed", || {
+        routes(&gw).contains(&b.addr().to_string())
+    });
+    assert!(
+        gw.metric(
+            "eastwest_source_errors_total{source=\"west\",resource=\"endpointslices\",kind=\"timeout\"}"
+        ) >= 1.0
+    );
+}
+
+/// Longest wait for a retry after a long fault: kube-rs's backoff tops out at 30 s (jittered).
+const BACKOFF_WAIT: Duration = Duration::from_secs(45);
+
+#[test]
+fn a_minute_without_the_api_server_is_ridden_out_with_backoff() {
+    let (api, a, b, mut gw) = echo_watched();
+    let errors = "eastwest_source_errors_total{source=\"west\",resource=\"endpointslices\",\
+                  kind=\"unreachable\"}";
+
+    api.server.set_available(false);
+    api.server.drop_watches();
+    wait_error(&mut gw, "unreachable");
+    // The outage itself: a minute, with a connection through the gateway every 2 s.
+    let down = std::time::Instant::now();
+    let mut served = 0;
+    while down.elapsed() < Duration::from_secs(60) {
+        assert_eq!(forwards_to_one_of(&mut gw, &[&a], SNI), 0);
+        served += 1;
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert!(served >= 25, "{served} connections in the minute");
+    assert_eq!(
+        gw.admin_get("/healthz/ready").0,
+        200,
+        "ready on the last routes"
+    );
+    // Backoff (0.8 s doubling to 30 s) allows about 7 tries a minute; a spinning retry would
+    // make thousands.
+    let tries = gw.metric(errors);
+    assert!(
+        (3.0..=20.0).contains(&tries),
+        "{tries} failed tries in a minute"
+    );
+
+    api.server.set_available(true);
+    let up = std::time::Instant::now();
+    api.apply(slice("echo-b", &b, ready));
+    wait_until_within(BACKOFF_WAIT, "echo-b listed", || {
+        routes(&gw).contains(&b.addr().to_string())
+    });
+    println!(
+        "a minute down: {served} connections served, {tries} failed slice watch/list tries, \
+         a change seen {:.1} s after the API server came back",
+        up.elapsed().as_secs_f64()
+    );
+    assert_eq!(gw.metric("eastwest_source_up{source=\"west\"}"), 1.0);
+    let mut reached = [0; 2];
+    for _ in 0..2 {
+        reached[forwards_to_one_of(&mut gw, &[&a, &b], SNI)] += 1;
+    }
+    assert_eq!(reached, [1, 1]);
+}
+
+#[test]
+fn a_storm_of_410_gone_keeps_the_routes_and_ends_in_the_api_state() {
+    let (api, a, _b, mut gw) = echo_watched();
+    let pods: Vec<Upstream> = (10..20).map(upstream).collect();
+
+    // Ten times in a row: a change, history compacted, watches cut. Each resume is Gone, and
+    // the relists that follow are themselves cut by the next round.
+    for (round, pod) in pods.iter().enumerate() {
+        api.apply(slice(&format!("echo-{round}"), pod, ready));
+        api.rt.block_on(api.server.compact());
+        api.server.drop_watches();
+        // Whatever the gateway knows at this moment, a connection lands on a live pod.
+        let known: Vec<&Upstream> = std::iter::once(&a).chain(&pods[..=round]).collect();
+        forwards_to_one_of(&mut gw, &known, SNI);
+    }
+    wait_error(&mut gw, "gone");
+    // Afterwards the table is the API's: all eleven endpoints, no duplicates.
+    for pod in &pods {
+        wait_endpoint(&gw, pod, true);
+    }
+    let table = routes(&gw);
+    assert_eq!(table.matches("127.0.0.").count(), 11, "{table}");
+    assert!(slice_relists(&gw) >= 1.0);
 }
 
 #[test]

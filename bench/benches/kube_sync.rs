@@ -170,7 +170,10 @@ impl Drop for Running {
 /// Starts a source and waits for its first snapshot.
 async fn start(connection: &Connection) -> (Running, Published, Duration) {
     let started = Instant::now();
-    let (client, _) = connection.client().await.expect("client");
+    let (client, _) = connection
+        .client(eastwest_control::kube::DEFAULT_WATCH_TIMEOUT)
+        .await
+        .expect("client");
     let routes = Routes::new();
     let metrics = Metrics::new().source("bench", "", "cluster.local");
     let source = KubeSource::new(

@@ -15,7 +15,8 @@ use serde_saphyr::Spanned;
 use crate::error::{ConfigError, Position, from_yaml};
 use crate::services::{RawService, ServiceSpec, check_services};
 use crate::value::{
-    Addr, Bounded, CLUSTER_ID, Checked, DNS_NAME, Dur, HOST_PATTERN, NAMESPACE, PortValue, opt,
+    Addr, Bounded, CLUSTER_ID, Checked, DNS_NAME, Dur, HOST_PATTERN, NAMESPACE, PortValue,
+    WatchDur, opt,
 };
 
 /// The config file. See the field docs for each setting; `None` means "not in the file".
@@ -132,6 +133,11 @@ pub struct TimeoutsSpec {
     /// `drain: 20s` — on SIGTERM, how long open connections may go on before the process exits.
     #[serde(default, deserialize_with = "opt::<_, Dur, _>")]
     pub drain: Option<Duration>,
+    /// `watch: 60s` — each Kubernetes watch is ended by the API server after this long and
+    /// re-opened; one silent for this + 5 s is taken as stalled and re-opened, and a list that
+    /// answers nothing for this + 10 s is retried (whole seconds, 1s to 1h).
+    #[serde(default, deserialize_with = "opt::<_, WatchDur, _>")]
+    pub watch: Option<Duration>,
 }
 
 /// `limits:`.

@@ -31,7 +31,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tracing::{debug, info, warn};
 
-pub use connect::{ConnectError, Connection};
+pub use connect::{ConnectError, Connection, response_timeout};
 pub use table::Counts;
 
 use crate::services::ServiceSpec;
@@ -65,7 +65,15 @@ pub struct KubeOptions {
     pub max_delay: Duration,
     /// Objects per list page.
     pub page_size: u32,
+    /// Each watch asks the API server to end it after this long (`timeoutSeconds`, whole
+    /// seconds) and is then re-opened from where it was (no relist). A watch silent for this
+    /// plus 5 s is taken as stalled and re-opened the same way (kube-rs's idle limit), so this
+    /// bounds how long a hung watch can hold routes stale. Default 60 s (kube-rs: 290 s).
+    pub watch_timeout: Duration,
 }
+
+/// [`KubeOptions::watch_timeout`]'s default.
+pub const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl KubeOptions {
     /// Istio's defaults: cluster `Kubernetes`, domain `cluster.local`, all namespaces.
@@ -81,6 +89,7 @@ impl KubeOptions {
             quiet: Duration::from_millis(10),
             max_delay: Duration::from_millis(100),
             page_size: 500,
+            watch_timeout: DEFAULT_WATCH_TIMEOUT,
         }
     }
 }
@@ -284,7 +293,13 @@ impl KubeSource {
         } else {
             self.options.namespaces.iter().cloned().map(Some).collect()
         };
-        let config = watcher::Config::default().page_size(self.options.page_size);
+        // At least a second: zero would turn kube-rs's idle limit off.
+        let timeout = u32::try_from(self.options.watch_timeout.as_secs())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let config = watcher::Config::default()
+            .page_size(self.options.page_size)
+            .timeout(timeout);
         let mut watches = Vec::new();
         let mut items = SelectAll::new();
         for scope in scopes {
@@ -425,6 +440,10 @@ impl KubeSource {
                     .to_string()
             }
             "gone" => "; our resourceVersion expired, relisting".to_string(),
+            "timeout" => format!(
+                "; the API server took the request and then sent nothing for {}s",
+                response_timeout(self.options.watch_timeout).as_secs()
+            ),
             _ => String::new(),
         };
         warn!(
@@ -510,6 +529,11 @@ impl Failure {
 fn client_kind(error: &kube::Error) -> &'static str {
     match error {
         kube::Error::Api(status) => status_kind(status.code),
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_)
+            if timed_out(error) =>
+        {
+            "timeout"
+        }
         kube::Error::HyperError(_) | kube::Error::Service(_) => "unreachable",
         kube::Error::Auth(_) => "credentials",
         kube::Error::SerdeError(_)
@@ -518,6 +542,20 @@ fn client_kind(error: &kube::Error) -> &'static str {
         | kube::Error::ReadEvents(_) => "protocol",
         _ => "other",
     }
+}
+
+/// The response stayed silent past [`response_timeout`]: an I/O timeout somewhere in the chain.
+fn timed_out(error: &kube::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 fn status_kind(code: u16) -> &'static str {

@@ -10,6 +10,7 @@
 pub mod config;
 mod error;
 pub mod file;
+#[cfg(feature = "kube")]
 pub mod kube;
 pub mod services;
 mod value;
@@ -18,4 +19,6 @@ pub use config::{ClusterSpec, Config, LimitsSpec, ListenerSpec, LogFormat, Timeo
 pub use error::{ConfigError, Position};
 pub use file::{FileSource, ReloadEvent, publish_static};
 pub use services::{EndpointSpec, ServiceSpec, build_table, parse_endpoints_flag, parse_services};
-pub use value::{check_cluster_id, check_dns_name, check_namespace, parse_duration};
+pub use value::{
+    check_cluster_id, check_dns_name, check_namespace, parse_duration, parse_watch_timeout,
+};

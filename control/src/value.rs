@@ -167,6 +167,36 @@ impl<'de, const KIND: u8> Deserialize<'de> for Checked<KIND> {
     }
 }
 
+/// A watch timeout (`timeouts.watch`, `--watch-timeout`): whole seconds, 1 s to 1 h, as the
+/// API server's `timeoutSeconds` takes them.
+pub fn parse_watch_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.subsec_nanos() != 0 || d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
+        return Err(format!(
+            "{s:?} is not a watch timeout (whole seconds, 1s to 1h, e.g. 60s)"
+        ));
+    }
+    Ok(d)
+}
+
+/// A watch timeout string.
+pub struct WatchDur(pub Duration);
+
+impl<'de> Deserialize<'de> for WatchDur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_watch_timeout(&s)
+            .map(WatchDur)
+            .map_err(de::Error::custom)
+    }
+}
+
+impl From<WatchDur> for Duration {
+    fn from(v: WatchDur) -> Self {
+        v.0
+    }
+}
+
 /// A duration string.
 pub struct Dur(pub Duration);
 

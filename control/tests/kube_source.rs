@@ -50,7 +50,10 @@ async fn start(server: &ApiServer, namespaces: &[&str]) -> Running {
         kubeconfig: Some(path),
         context: None,
     };
-    let (client, _) = connection.client().await.unwrap();
+    let (client, _) = connection
+        .client(eastwest_control::kube::DEFAULT_WATCH_TIMEOUT)
+        .await
+        .unwrap();
     let mut options = KubeOptions::new("test");
     options.namespaces = namespaces.iter().map(|s| s.to_string()).collect();
     let routes = Routes::new();

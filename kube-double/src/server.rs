@@ -229,6 +229,14 @@ impl ApiServer {
         let _ = self.shared.signals.send(Signal::Drop);
     }
 
+    /// Makes every open watch go silent while its connection stays open: no more events or
+    /// bookmarks, and no end at its `timeoutSeconds`. Only the client can end it. Watches opened
+    /// afterwards are served normally.
+    pub fn stall_watches(&self) {
+        // No receivers: no open watches to stall.
+        let _ = self.shared.signals.send(Signal::Stall);
+    }
+
     /// `false`: keep the port but close every new and open connection. `true`: serve again.
     pub fn set_available(&self, available: bool) {
         let availability = if available {

@@ -43,6 +43,9 @@ pub(crate) enum Signal {
     Bookmark(u64),
     /// End every watch abruptly.
     Drop,
+    /// Every open watch goes silent: no events, no bookmarks, no end at its timeout; the
+    /// connection stays open until the client gives up (a hung API server or a half-dead path).
+    Stall,
 }
 
 /// A requested resourceVersion older than the retained history.

@@ -146,6 +146,10 @@ impl Watch {
                 Ok(Signal::Bookmark(rv)) if self.bookmarks => Ok(self.bookmark(rv, false)),
                 Ok(Signal::Bookmark(_)) => continue,
                 Ok(Signal::Drop) => Err(Cut("drop_watches")),
+                Ok(Signal::Stall) => {
+                    tx.closed().await;
+                    return;
+                }
                 Err(broadcast::error::RecvError::Lagged(_)) => Err(Cut("watcher too slow")),
                 Err(broadcast::error::RecvError::Closed) => return,
             };

@@ -548,12 +548,17 @@ impl RefusingAddr {
 
 /// Checks `cond` every 20 ms until it holds, failing after [`EVENT_TIMEOUT`]. Only for state
 /// that no log line marks (admin endpoints, gauges); the pause is a polling interval.
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + EVENT_TIMEOUT;
+pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    wait_until_within(EVENT_TIMEOUT, what, cond);
+}
+
+/// [`wait_until`] with another limit, for what a documented longer delay governs (a backoff).
+pub fn wait_until_within(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !cond() {
         assert!(
             Instant::now() < deadline,
-            "not true within {EVENT_TIMEOUT:?}: {what}"
+            "not true within {limit:?}: {what}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -20,6 +20,7 @@ timeouts:
   connect: 10s
   idle: 1h
   drain: 1m30s
+  watch: 2m
 limits:
   max_client_hello: 131072
   max_connections: 1000
@@ -90,6 +91,7 @@ fn every_setting() {
             drain: Duration::from_secs(90),
         }
     );
+    assert_eq!(c.timeouts.watch, Some(Duration::from_secs(120)));
     assert_eq!(
         c.limits(Limits::default()),
         Limits {
@@ -200,6 +202,14 @@ fn bad_values_name_file_line_column_and_field() {
             r#"/etc/eastwest/config.yaml:2:9: timeouts.idle: "30" has no unit (use 500ms, 10s, 5m, 1h)"#,
         ),
         (
+            "timeouts:\n  watch: 1500ms\n",
+            r#"/etc/eastwest/config.yaml:2:10: timeouts.watch: "1500ms" is not a watch timeout (whole seconds, 1s to 1h, e.g. 60s)"#,
+        ),
+        (
+            "timeouts:\n  watch: 2h\n",
+            r#"/etc/eastwest/config.yaml:2:10: timeouts.watch: "2h" is not a watch timeout (whole seconds, 1s to 1h, e.g. 60s)"#,
+        ),
+        (
             "limits:\n  max_client_hello: 100\n",
             "/etc/eastwest/config.yaml:2:21: limits.max_client_hello: 100 is out of range (512 to 1048576)",
         ),
@@ -243,7 +253,7 @@ fn unknown_fields_are_rejected_where_they_are() {
     assert_eq!(
         error("timeouts:\n  sniff: 1s\n  conect: 2s\n"),
         "/etc/eastwest/config.yaml:3:3: timeouts.conect: unknown field `conect`, expected one of \
-         sniff, sniff_pressured, connect, idle, drain"
+         sniff, sniff_pressured, connect, idle, drain, watch"
     );
     assert_eq!(
         error("listeners:\n  - listen: 0.0.0.0:1\n    host: [a.local]\n"),
