@@ -514,7 +514,7 @@ fn a_revoked_token_and_a_403_are_reported_and_the_routes_stay() {
     assert!(
         message.contains(
             "RBAC must allow verbs [get, list, watch] on resources [endpointslices] in apiGroups \
-             [\"discovery.k8s.io\"] in all namespaces (deploy/rbac.yaml)"
+             [\"discovery.k8s.io\"] in all namespaces (deploy/base/rbac.yaml)"
         ),
         "{message}"
     );

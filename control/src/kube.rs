@@ -431,7 +431,7 @@ impl KubeSource {
         let hint = match failure.kind {
             "forbidden" => format!(
                 "; RBAC must allow verbs [get, list, watch] on resources [{resource}] in \
-                 apiGroups [\"{}\"] {scope} (deploy/rbac.yaml)",
+                 apiGroups [\"{}\"] {scope} (deploy/base/rbac.yaml)",
                 watch.resource.group()
             ),
             "unauthorized" => {

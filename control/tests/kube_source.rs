@@ -1,5 +1,5 @@
 //! The Kubernetes source as a library, against the API server double over real HTTPS: what it
-//! asks the API server for (and that deploy/rbac.yaml allows exactly that), that nothing is
+//! asks the API server for (and that deploy/base/rbac.yaml allows exactly that), that nothing is
 //! published before every watch has listed, and that a burst of changes is coalesced into
 //! few complete snapshots. End-to-end behaviour through the binary is in the root `tests/kube.rs`.
 
@@ -99,15 +99,15 @@ fn rbac_request(r: &RequestRecord) -> Option<(String, String, String)> {
     Some((group, resource, verb.to_string()))
 }
 
-/// The ClusterRole's rules from deploy/rbac.yaml as `(apiGroup, resource, verb)` triples.
+/// The ClusterRole's rules from deploy/base/rbac.yaml as `(apiGroup, resource, verb)` triples.
 fn cluster_role_grants() -> BTreeSet<(String, String, String)> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac.yaml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/rbac.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
     let role = docs
         .iter()
         .find(|d| d["kind"] == "ClusterRole")
-        .expect("a ClusterRole in deploy/rbac.yaml");
+        .expect("a ClusterRole in deploy/base/rbac.yaml");
     let mut grants = BTreeSet::new();
     for rule in role["rules"].as_array().unwrap() {
         let list = |key: &str| -> Vec<String> {
@@ -154,7 +154,7 @@ async fn deploy_rbac_yaml_grants_exactly_what_the_source_asks_for() {
     for request in &used {
         assert!(
             grants.contains(request),
-            "the source made a request deploy/rbac.yaml does not allow: {request:?}"
+            "the source made a request deploy/base/rbac.yaml does not allow: {request:?}"
         );
     }
     let read_only: BTreeSet<&str> = ["get", "list", "watch"].into();

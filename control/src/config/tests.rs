@@ -528,7 +528,7 @@ fn export_aliases() {
 #[test]
 fn the_shipped_istio_eastwestgateway_config_is_valid_and_istio_strict() {
     let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/istio-eastwestgateway.yaml");
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/istio-eastwestgateway.yaml");
     let c = Config::load(&path).unwrap();
     assert_eq!(c.istio_mtls_only, Some(true));
     assert_eq!(c.stats, Some("0.0.0.0:15090".parse().unwrap()));
@@ -550,5 +550,36 @@ fn the_shipped_istio_eastwestgateway_config_is_valid_and_istio_strict() {
                 Some(("istiod.istio-system.svc.cluster.local".into(), 443))
             ),
         ]
+    );
+}
+
+/// The host-mode example (deploy/host/clusters.yaml, what the systemd unit runs) is valid: one
+/// listener per cluster, kubeconfigs beside the file.
+#[test]
+fn the_shipped_host_mode_config_routes_each_cluster_on_its_own_listener() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/host");
+    let c = Config::load(&dir.join("clusters.yaml")).unwrap();
+    assert_eq!(c.istio_mtls_only, Some(true));
+    let clusters: Vec<_> = c
+        .clusters
+        .iter()
+        .map(|k| (k.name.as_str(), k.kubeconfig.clone(), k.network.as_str()))
+        .collect();
+    assert_eq!(
+        clusters,
+        [
+            ("mesh1", Some(dir.join("mesh1.kubeconfig")), "network1"),
+            ("mesh2", Some(dir.join("mesh2.kubeconfig")), "network2"),
+        ]
+    );
+    let listeners: Vec<_> = c
+        .listeners
+        .unwrap()
+        .iter()
+        .map(|l| (l.listen.port(), l.cluster.clone()))
+        .collect();
+    assert_eq!(
+        listeners,
+        [(15443, Some("mesh1".into())), (15444, Some("mesh2".into()))]
     );
 }
