@@ -54,6 +54,13 @@ fn generated<'a>(objects: &'a [Value], kind: &str, prefix: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("a generated {kind} {prefix}-<hash>"))
 }
 
+/// The entry called `name` of a list of named objects (volumes, volumeMounts).
+fn named<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .and_then(|l| l.iter().find(|x| x["name"] == name))
+        .unwrap_or_else(|| panic!("an entry named {name} in {list}"))
+}
+
 fn strs(v: &Value) -> BTreeSet<String> {
     v.as_array()
         .unwrap_or_else(|| panic!("a list: {v}"))
@@ -200,22 +207,13 @@ fn assert_common(name: &str, objects: &[Value]) {
     assert!(env.iter().any(|(n, e)| *n == "POD_NAMESPACE"
         && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"));
 
-    // The config the args name is the file the generated ConfigMap holds, and it is valid.
+    // The config the args name is the file the generated ConfigMap holds: the shipped one, which
+    // control's config tests load and check.
     let args = strs(&c["args"]);
     assert!(args.contains("--kube"), "{name}: {args:?}");
     let config = generated(objects, "ConfigMap", "eastwest-config");
-    let mount = c["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "config")
-        .unwrap();
-    let volume = spec["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "config")
-        .unwrap();
+    let mount = named(&c["volumeMounts"], "config");
+    let volume = named(&spec["volumes"], "config");
     assert_eq!(volume["configMap"]["name"], config["metadata"]["name"]);
     let file = config["data"]["istio-eastwestgateway.yaml"]
         .as_str()
